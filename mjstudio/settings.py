@@ -1,0 +1,188 @@
+"""Settings for mjstudio, read from the environment (django-environ) with safe local defaults.
+
+Local default: SQLite in WAL mode, the sandbox as "Apiframe", the database task queue.
+Production: DJANGO_DEBUG=false plus the variables README.md lists; `manage.py check --deploy` is clean then.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_tasks_db",
+    "generations",
+    # The local stand-in for Apiframe. Studio code never imports it; it is only served by `runsandbox`.
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "mjstudio.urls"
+WSGI_APPLICATION = "mjstudio.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite (WAL, IMMEDIATE transactions, a busy timeout) unless DATABASE_URL names another database.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Background work: django.tasks on the database queue (`manage.py db_worker`) by default;
+# TASKS_BACKEND=django_tasks_rq.RQBackend plus REDIS_URL moves it to Redis for many workers.
+TASKS = {"default": {"BACKEND": env("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}}
+if TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "generations:studio"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# Media is never served as public files: image views check team and visibility first.
+MEDIA_URL = "/media-not-public/"
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+if env("AWS_STORAGE_BUCKET_NAME", default=""):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": env("AWS_STORAGE_BUCKET_NAME"), "default_acl": "private", "querystring_auth": True},
+    }
+
+# --- Apiframe -------------------------------------------------------------------------------------------
+# The two base URLs and the key are the whole switch between the sandbox and the real Apiframe:
+# APIFRAME_BASE_URL=https://api.apiframe.ai/pro APIFRAME_FETCH_URL=https://api.apiframe.ai APIFRAME_API_KEY=...
+SANDBOX_ADDR = env("SANDBOX_ADDR", default="127.0.0.1:8765")
+APIFRAME_BASE_URL = env("APIFRAME_BASE_URL", default=f"http://{SANDBOX_ADDR}/pro")
+APIFRAME_FETCH_URL = env("APIFRAME_FETCH_URL", default=f"http://{SANDBOX_ADDR}")
+APIFRAME_API_KEY = env("APIFRAME_API_KEY", default="sandbox-key")
+APIFRAME_TIMEOUT = env.float("APIFRAME_TIMEOUT", default=20.0)
+# Sandbox mode: "Apiframe" is on this machine. Only then does `make run` create a demo login.
+APIFRAME_IS_SANDBOX = urlsplit(APIFRAME_BASE_URL).hostname in {"127.0.0.1", "localhost", "::1"}
+# Where Apiframe should POST updates (our /webhooks/apiframe/ as the internet sees it); empty = polling only.
+APIFRAME_WEBHOOK_URL = env("APIFRAME_WEBHOOK_URL", default="")
+APIFRAME_WEBHOOK_SECRET = env(
+    "APIFRAME_WEBHOOK_SECRET", default="dev-webhook-secret" if DEBUG else environ.Env.NOTSET
+)
+# Images are downloaded only from these hosts (the sandbox's, or Apiframe's CDN).
+APIFRAME_IMAGE_HOSTS = env.list(
+    "APIFRAME_IMAGE_HOSTS",
+    default=[urlsplit(APIFRAME_FETCH_URL).netloc, "cdn.apiframe.pro", "cdn.apiframe.ai"],
+)
+
+# --- Studio behaviour ------------------------------------------------------------------------------------
+# A task still unfinished this long after submission ends as "timed out" (the seed suggests an 80-120 s
+# wait per task; the rest is room for tasks queued behind the plan's concurrency limit).
+MJSTUDIO_TASK_TIMEOUT = env.float("MJSTUDIO_TASK_TIMEOUT", default=300.0)
+# The poller fetches an in-flight task only when no update has arrived for this long.
+MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=5.0)
+MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024 * 1024)
+MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=64_000_000)
+MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 * 1024)
+
+# --- Security ---------------------------------------------------------------------------------------------
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+}
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
