@@ -138,9 +138,7 @@ APIFRAME_TIMEOUT = env.float("APIFRAME_TIMEOUT", default=20.0)
 APIFRAME_IS_SANDBOX = urlsplit(APIFRAME_BASE_URL).hostname in {"127.0.0.1", "localhost", "::1"}
 # Where Apiframe should POST updates (our /webhooks/apiframe/ as the internet sees it); empty = polling only.
 APIFRAME_WEBHOOK_URL = env("APIFRAME_WEBHOOK_URL", default="")
-APIFRAME_WEBHOOK_SECRET = env(
-    "APIFRAME_WEBHOOK_SECRET", default="dev-webhook-secret" if DEBUG else environ.Env.NOTSET
-)
+APIFRAME_WEBHOOK_SECRET = env("APIFRAME_WEBHOOK_SECRET", default="dev-webhook-secret" if DEBUG else environ.Env.NOTSET)
 # Images are downloaded only from these hosts (the sandbox's, or Apiframe's CDN).
 APIFRAME_IMAGE_HOSTS = env.list(
     "APIFRAME_IMAGE_HOSTS",
@@ -151,8 +149,11 @@ APIFRAME_IMAGE_HOSTS = env.list(
 # A task still unfinished this long after submission ends as "timed out" (the seed suggests an 80-120 s
 # wait per task; the rest is room for tasks queued behind the plan's concurrency limit).
 MJSTUDIO_TASK_TIMEOUT = env.float("MJSTUDIO_TASK_TIMEOUT", default=300.0)
-# The poller fetches an in-flight task only when no update has arrived for this long.
-MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=5.0)
+# The poller fetches an in-flight task only after this long without news. With webhooks on, news is expected
+# by webhook and polling is the safety net; without them (a laptop behind NAT) polling does all the work.
+MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=15.0 if APIFRAME_WEBHOOK_URL else 2.0)
+# Credits Apiframe charges per action (its public price list); edit here when the plan changes.
+MJSTUDIO_CREDIT_PRICES = {"imagine": 4, "reroll": 4, "vary": 4, "pan": 4, "zoom": 4, "upscale": 4}
 MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024 * 1024)
 MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=64_000_000)
 MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 * 1024)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from generations.models import Prompt, Task
+
+# Every action button on a grid image, as "action:option" -> the button's words.
+GRID_IMAGE_ACTIONS: dict[str, str] = {
+    "vary:strong": "Vary (Strong)",
+    "vary:subtle": "Vary (Subtle)",
+    "upscale:subtle": "Upscale (Subtle)",
+    "upscale:creative": "Upscale (Creative)",
+    "pan:left": "Pan left",
+    "pan:right": "Pan right",
+    "pan:up": "Pan up",
+    "pan:down": "Pan down",
+    "zoom:1.5": "Zoom Out 1.5×",
+    "zoom:2": "Zoom Out 2×",
+    "zoom:custom": "Custom Zoom",
+    "zoom:1": "Make Square",
+}
+# An upscaled image can only be varied again.
+UPSCALE_IMAGE_ACTIONS: dict[str, str] = {k: v for k, v in GRID_IMAGE_ACTIONS.items() if k.startswith("vary:")}
+
+
+class ImagineForm(forms.Form):
+    prompt = forms.CharField(
+        max_length=Prompt.MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Describe an image…"}),
+        error_messages={
+            "required": "Write a prompt first.",
+            "max_length": "Keep the prompt under %(limit_value)d characters (it has %(show_value)d).",
+        },
+    )
+    mode = forms.ChoiceField(choices=Prompt.Mode, initial=Prompt.Mode.FAST)
+    aspect_ratio = forms.ChoiceField(choices=[(r, r) for r in Prompt.ASPECT_RATIOS], initial="1:1")
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+
+class ActionForm(forms.Form):
+    """One click on an image's button: which action, which image, and the custom zoom factor if any."""
+
+    action = forms.CharField(error_messages={"required": "Choose an action."})
+    index = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=4,
+        error_messages={
+            "required": "Say which image (1 to 4).",
+            "invalid": "The image number must be 1, 2, 3 or 4.",
+            "min_value": "The image number must be 1, 2, 3 or 4.",
+            "max_value": "The image number must be 1, 2, 3 or 4.",
+        },
+    )
+    zoom_factor = forms.DecimalField(required=False, max_digits=4, decimal_places=2)
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: object, parent: Task, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.parent = parent
+
+    def clean(self) -> dict:
+        data = super().clean()
+        action = data.get("action")
+        if action is None or self.errors:
+            return data
+        if self.parent.status != Task.Status.FINISHED:
+            raise forms.ValidationError("That task has not finished yet: wait for its images.")
+        if action == "reroll":
+            if self.parent.action != Task.Action.IMAGINE:
+                raise forms.ValidationError("Only an imagined grid can be rerolled.")
+            data.update(task_action=Task.Action.REROLL, task_option="", index=None)
+            return data
+        if data.get("index") is None:
+            raise forms.ValidationError("Say which image (1 to 4).")
+        allowed = GRID_IMAGE_ACTIONS if self.parent.is_grid else UPSCALE_IMAGE_ACTIONS
+        if action not in allowed:
+            name, _, option = action.partition(":")
+            if action in GRID_IMAGE_ACTIONS:
+                raise forms.ValidationError("An upscaled image can only be varied (Strong or Subtle).")
+            if name == "pan":
+                raise forms.ValidationError(f"Unknown pan direction {option!r}: use left, right, up or down.")
+            raise forms.ValidationError(f"Unknown action {action!r}.")
+        if not self.parent.is_grid and data.get("index") != 1:
+            raise forms.ValidationError("An upscale has a single image: use image 1.")
+        name, _, option = action.partition(":")
+        if option == "custom":
+            factor = data.get("zoom_factor")
+            if factor is None or not (Decimal(1) < factor <= Decimal(2)):
+                raise forms.ValidationError("Custom zoom must be more than 1 and at most 2 (for example 1.25).")
+            option = format(factor.normalize(), "f")
+        data["task_action"], data["task_option"] = name, option
+        return data

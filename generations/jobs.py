@@ -1,0 +1,17 @@
+"""Background jobs (django.tasks). Thin wrappers: each takes primary keys and calls a service."""
+
+from __future__ import annotations
+
+from django.tasks import task
+
+from generations import services
+
+
+@task()
+def submit_task(task_id: int) -> None:
+    services.task_submit(task_id=task_id)
+
+
+@task()
+def mirror_task_images(task_id: int) -> None:
+    services.task_mirror_images(task_id=task_id)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import logging
+import time
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from generations import services
+from generations.apiframe import RateLimited, UpstreamUnavailable
+
+logger = logging.getLogger(__name__)
+
+MIRROR_SWEEP_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Command(BaseCommand):
+    help = (
+        "The safety net beside webhooks: fetch quiet in-flight tasks through fetch-many, time out overdue "
+        "ones, and queue again image mirrors that a dead worker or a CDN error left behind."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=1.0, help="Seconds between rounds (default 1).")
+        parser.add_argument("--once", action="store_true", help="Run one round and exit.")
+
+    def handle(self, *args: object, interval: float, once: bool, **options: object) -> None:
+        delay, last_sweep = interval, 0.0
+        while True:
+            try:
+                services.tasks_expire_overdue()
+                services.tasks_poll()
+                if time.monotonic() - last_sweep > MIRROR_SWEEP_SECONDS:
+                    services.images_requeue_unmirrored()
+                    last_sweep = time.monotonic()
+                delay = interval
+            except RateLimited as exc:
+                delay = min(max(exc.retry_after or 0, delay * 2), MAX_BACKOFF_SECONDS)
+                logger.warning("Apiframe rate-limited the poller; next round in %.0fs", delay)
+            except UpstreamUnavailable as exc:
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                logger.warning("Apiframe unavailable (%s); next round in %.0fs", exc, delay)
+            if once:
+                return
+            time.sleep(delay)

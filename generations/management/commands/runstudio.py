@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from generations import services
+
+DEMO_PASSWORD = "mjstudio-demo"  # noqa: S105 - a sandbox-only login, printed on purpose
+DEMO_USERS = ("demo", "alex")
+
+
+class Command(BaseCommand):
+    help = "Run the whole studio for local use: web server, task worker, poller and (in sandbox mode) the sandbox."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+
+    def handle(self, *args: object, port: int, **options: object) -> None:
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        processes: dict[str, list[str]] = {}
+        if settings.APIFRAME_IS_SANDBOX:
+            env.setdefault("SANDBOX_TASK_SECONDS", "6")
+            env.setdefault("APIFRAME_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/apiframe/")
+            processes["sandbox"] = [*manage, "runsandbox", settings.SANDBOX_ADDR]
+            self._create_demo_logins()
+        processes["web"] = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
+        processes["worker"] = [*manage, "db_worker", "--interval", "0.2", "--no-reload", "--no-startup-delay"]
+        if settings.TASKS["default"]["BACKEND"] != "django_tasks_db.DatabaseBackend":
+            del processes["worker"]  # another queue (RQ) runs its own workers
+        processes["poller"] = [*manage, "pollapiframe"]
+
+        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
+        self._announce(port)
+        stopping = False
+
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    self.stderr.write(f"{name} stopped (exit {child.returncode}); stopping everything.")
+                    exit_code, stopping = child.returncode or 1, True
+                    break
+            time.sleep(0.3)
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in children.values():
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sys.exit(exit_code)
+
+    def _create_demo_logins(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from generations.models import Membership, Team
+
+        team, _ = Team.objects.get_or_create(name="Demo studio")
+        for username in DEMO_USERS:
+            user, created = get_user_model().objects.get_or_create(username=username)
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            Membership.objects.get_or_create(team=team, user=user)
+            services.team_ensure_for_user(user=user)
+
+    def _announce(self, port: int) -> None:
+        lines = [f"mjstudio is running at http://127.0.0.1:{port}/"]
+        if settings.APIFRAME_IS_SANDBOX:
+            lines.append(f"Log in as {DEMO_USERS[0]} / {DEMO_PASSWORD} (or {DEMO_USERS[1]}, same password).")
+            lines.append(f"Apiframe is the local sandbox at http://{settings.SANDBOX_ADDR}/ (no key needed).")
+        else:
+            lines.append(f"Apiframe: {settings.APIFRAME_BASE_URL}")
+        lines.append("Press Ctrl-C to stop.")
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))

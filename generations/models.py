@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("team", "user"), name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class Prompt(models.Model):
+    class Mode(models.TextChoices):
+        FAST = "fast", "Fast"
+        TURBO = "turbo", "Turbo"
+
+    MAX_LENGTH = 4000
+    ASPECT_RATIOS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16", "21:9")
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="prompts")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="prompts")
+    text = models.TextField(max_length=MAX_LENGTH)
+    # Lower-cased, accents stripped ("cà phê" -> "ca phe") so history search matches either spelling.
+    search_text = models.TextField(editable=False, default="")
+    mode = models.CharField(max_length=8, choices=Mode, default=Mode.FAST)
+    aspect_ratio = models.CharField(max_length=8, default="1:1")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def in_flight(self) -> TaskQuerySet:
+        return self.filter(status__in=Task.IN_FLIGHT)
+
+    def for_team(self, team: Team) -> TaskQuerySet:
+        return self.filter(team=team)
+
+
+class Task(models.Model):
+    class Action(models.TextChoices):
+        IMAGINE = "imagine", "Imagine"
+        REROLL = "reroll", "Reroll"
+        VARY = "vary", "Vary"
+        UPSCALE = "upscale", "Upscale"
+        PAN = "pan", "Pan"
+        ZOOM = "zoom", "Zoom"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"  # saved here, upstream call waiting in our queue
+        SUBMITTING = "submitting", "Submitting"  # a worker is calling Apiframe right now
+        PENDING = "pending", "Waiting"  # Apiframe has it (pending, staged, starting, retrying, ...)
+        PROCESSING = "processing", "Processing"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    # Progress order: an update may only move a task to a higher rank (or raise its percentage).
+    RANK: ClassVar[dict[str, int]] = {
+        Status.QUEUED: 0,
+        Status.SUBMITTING: 1,
+        Status.PENDING: 2,
+        Status.PROCESSING: 3,
+        Status.TIMED_OUT: 8,
+        Status.FAILED: 9,
+        Status.FINISHED: 9,
+    }
+    IN_FLIGHT: ClassVar[tuple[str, ...]] = (Status.QUEUED, Status.SUBMITTING, Status.PENDING, Status.PROCESSING)
+    GRID_ACTIONS: ClassVar[tuple[str, ...]] = (Action.IMAGINE, Action.REROLL, Action.VARY, Action.PAN, Action.ZOOM)
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="tasks")
+    prompt = models.ForeignKey(Prompt, models.CASCADE, related_name="tasks")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="tasks")
+    action = models.CharField(max_length=10, choices=Action)
+    # The action's option: strong/subtle, subtle/creative, up/down/left/right, or the zoom factor ("1" = square).
+    option = models.CharField(max_length=10, blank=True)
+    parent = models.ForeignKey("self", models.PROTECT, null=True, blank=True, related_name="children")
+    parent_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    root = models.ForeignKey("self", models.PROTECT, null=True, blank=True, related_name="descendants")
+    apiframe_task_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Set from the form, so a double click or a retried POST finds the task it already made.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
+
+    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
+    upstream_status = models.CharField(max_length=20, blank=True)
+    percentage = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    credits = models.PositiveSmallIntegerField(default=0)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, editable=False)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+    # Bumped by every visible change; the studio's live refresh asks "what changed since?".
+    updated_at = models.DateTimeField(default=timezone.now)
+    # When Apiframe last told us anything about this task (webhook or fetch); the poller looks at it.
+    last_heard_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The studio and history: a team's tasks, newest first.
+            models.Index(fields=("team", "-created_at"), name="task_team_recent"),
+            # Live refresh: a team's tasks changed since a moment.
+            models.Index(fields=("team", "updated_at"), name="task_team_updated"),
+            # The poller and the deadline sweep: tasks still in flight.
+            models.Index(
+                fields=("status", "last_heard_at"),
+                name="task_in_flight",
+                condition=Q(status__in=("queued", "submitting", "pending", "processing")),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=("created_by", "idempotency_key"), name="task_idempotency_key_unique"),
+            models.CheckConstraint(
+                condition=Q(parent_index__isnull=True) | Q(parent_index__gte=1, parent_index__lte=4),
+                name="task_parent_index_1_to_4",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.describe()}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generations:task_detail", args=[self.pk])
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+    @property
+    def is_grid(self) -> bool:
+        return self.action in self.GRID_ACTIONS
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.TIMED_OUT)
+
+    def describe(self) -> str:
+        """What this task did, in the words of its lineage line: "Pan right of image 3"."""
+        match self.action:
+            case self.Action.IMAGINE:
+                return "Imagine"
+            case self.Action.REROLL:
+                return "Reroll"
+            case self.Action.VARY:
+                return f"Vary ({self.option}) of image {self.parent_index}"
+            case self.Action.UPSCALE:
+                return f"Upscale ({self.option}) of image {self.parent_index}"
+            case self.Action.PAN:
+                return f"Pan {self.option} of image {self.parent_index}"
+            case self.Action.ZOOM if self.option == "1":
+                return f"Make square of image {self.parent_index}"
+            case self.Action.ZOOM:
+                return f"Zoom out {self.option}× of image {self.parent_index}"
+        return self.get_action_display()
+
+
+class Image(models.Model):
+    task = models.ForeignKey(Task, models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField()  # 1-4 in a grid; 1 for an upscale
+    source_url = models.URLField(max_length=1000)
+    # Stored under unguessable names; served only through views that check team and visibility.
+    file = models.FileField(upload_to="images/", blank=True)
+    thumbnail = models.FileField(upload_to="thumbs/", blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    size_bytes = models.PositiveIntegerField(null=True, blank=True)
+    mirror_attempts = models.PositiveSmallIntegerField(default=0)
+    mirror_error = models.CharField(max_length=300, blank=True)
+    mirrored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("task", "index")
+        constraints = [models.UniqueConstraint(fields=("task", "index"), name="image_task_index_unique")]
+        indexes = [
+            # The mirror sweep: images still waiting for their file.
+            models.Index(fields=("mirrored_at",), name="image_not_mirrored", condition=Q(mirrored_at=None)),
+        ]
+
+    def __str__(self) -> str:
+        return f"Image {self.index} of task {self.task_id}"
+
+    @property
+    def is_mirrored(self) -> bool:
+        return self.mirrored_at is not None
+
+
+class WebhookDelivery(models.Model):
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        STALE = "stale", "Duplicate or out of date"
+        UNKNOWN_TASK = "unknown_task", "Unknown task"
+        INVALID = "invalid", "Invalid payload"
+
+    received_at = models.DateTimeField(default=timezone.now)
+    apiframe_task_id = models.CharField(max_length=64, blank=True)
+    task = models.ForeignKey(Task, models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries")
+    reported_status = models.CharField(max_length=20, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome)
+    body = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=("-received_at",), name="webhook_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"
+
+
+class RejectedWebhookCount(models.Model):
+    """Deliveries refused for a wrong or missing secret: only counted per day, their bodies never stored."""
+
+    day = models.DateField(unique=True)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.count}"

@@ -1,0 +1,489 @@
+"""Every write to the studio's records goes through these functions (keyword-only, typed).
+
+The one function that applies an Apiframe task object is `task_apply_state`: the webhook, the poller and
+on-demand fetches all call it, and it is idempotent and monotonic.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import io
+import logging
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from generations import jobs
+from generations.apiframe import (
+    ApiframeClient,
+    ApiframeError,
+    RateLimited,
+    TaskState,
+    UpstreamUnavailable,
+)
+from generations.models import Image, Membership, Prompt, RejectedWebhookCount, Task, Team, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+SUBMIT_MAX_ATTEMPTS = 5
+MIRROR_MAX_ATTEMPTS = 8
+THUMBNAIL_SIZE = (640, 640)
+
+
+# --- Teams ------------------------------------------------------------------------------------------------
+
+
+def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
+    """The user's first team, or a new personal team for a user who belongs to none yet."""
+    membership = Membership.objects.filter(user=user).select_related("team").order_by("joined_at").first()
+    if membership:
+        return membership.team
+    with transaction.atomic():
+        team = Team.objects.create(name=f"{user.get_username()}'s team")
+        Membership.objects.create(team=team, user=user)
+    return team
+
+
+# --- Creating tasks ---------------------------------------------------------------------------------------
+
+
+def normalize_for_search(text: str) -> str:
+    """Lower case without diacritics, so "ca phe" finds "cà phê" (đ has no decomposition: mapped by hand)."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str, aspect_ratio: str) -> Prompt:
+    return Prompt.objects.create(
+        team=team,
+        author=author,
+        text=text,
+        search_text=normalize_for_search(text),
+        mode=mode,
+        aspect_ratio=aspect_ratio,
+    )
+
+
+def _task_create(*, idempotency_key: uuid.UUID, created_by: AbstractBaseUser, **fields: object) -> tuple[Task, bool]:
+    """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead."""
+    existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
+    if existing:
+        return existing, False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            prompt = fields.pop("prompt", None) or prompt_create(**fields.pop("new_prompt"))  # type: ignore[arg-type]
+            task = Task.objects.create(
+                prompt=prompt,
+                team=prompt.team,
+                created_by=created_by,
+                idempotency_key=idempotency_key,
+                created_at=now,
+                updated_at=now,
+                deadline=now + timedelta(seconds=settings.MJSTUDIO_TASK_TIMEOUT),
+                **fields,
+            )
+            if task.root_id is None:
+                Task.objects.filter(pk=task.pk).update(root=task)
+                task.root = task
+            transaction.on_commit(lambda: jobs.submit_task.enqueue(task.pk))
+    except IntegrityError:
+        # Two requests with one key raced past the lookup above: the first one's task stands.
+        return Task.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
+    return task, True
+
+
+def task_create_imagine(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    text: str,
+    mode: str,
+    aspect_ratio: str,
+    idempotency_key: uuid.UUID,
+) -> tuple[Task, bool]:
+    new_prompt = {"team": team, "author": user, "text": text, "mode": mode, "aspect_ratio": aspect_ratio}
+    return _task_create(
+        idempotency_key=idempotency_key, created_by=user, new_prompt=new_prompt, action=Task.Action.IMAGINE
+    )
+
+
+def task_create_child(
+    *,
+    parent: Task,
+    user: AbstractBaseUser,
+    action: str,
+    option: str,
+    index: int | None,
+    idempotency_key: uuid.UUID,
+) -> tuple[Task, bool]:
+    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job."""
+    return _task_create(
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt=parent.prompt,
+        action=action,
+        option=option,
+        parent=parent,
+        parent_index=index,
+        root_id=parent.root_id or parent.pk,
+    )
+
+
+def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID) -> tuple[Task, bool]:
+    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history)."""
+    return _task_create(
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt=task.prompt,
+        action=task.action,
+        option=task.option,
+        parent=task.parent,
+        parent_index=task.parent_index,
+        root_id=task.root_id if task.parent_id else None,
+    )
+
+
+# --- Talking to Apiframe ----------------------------------------------------------------------------------
+
+
+def apiframe_client() -> ApiframeClient:
+    return ApiframeClient.from_settings()
+
+
+def _webhook_kwargs() -> dict[str, str]:
+    if not settings.APIFRAME_WEBHOOK_URL:
+        return {}
+    return {"webhook_url": settings.APIFRAME_WEBHOOK_URL, "webhook_secret": settings.APIFRAME_WEBHOOK_SECRET}
+
+
+def _send_upstream(client: ApiframeClient, task: Task) -> str:
+    hooks = _webhook_kwargs()
+    if task.action in (Task.Action.IMAGINE, Task.Action.REROLL):
+        prompt = task.prompt
+        return client.imagine(prompt=prompt.text, mode=prompt.mode, aspect_ratio=prompt.aspect_ratio, **hooks)
+    parent_id = task.parent.apiframe_task_id
+    index = task.parent_index
+    match task.action:
+        case Task.Action.VARY:
+            return client.vary(parent_task_id=parent_id, index=index, type=task.option, **hooks)
+        case Task.Action.UPSCALE:
+            return client.upscale(parent_task_id=parent_id, index=index, type=task.option, **hooks)
+        case Task.Action.PAN:
+            return client.pan(parent_task_id=parent_id, index=index, direction=task.option, **hooks)
+        case Task.Action.ZOOM:
+            return client.zoom(parent_task_id=parent_id, index=index, factor=float(task.option), **hooks)
+    raise ValueError(f"unknown action {task.action!r}")
+
+
+def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
+    """Send a queued task to Apiframe once. Called by the `submit_task` job."""
+    now = timezone.now()
+    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
+        status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1, updated_at=now
+    )
+    if claimed != 1:
+        return  # already sent, timed out, or taken by another worker
+    task = Task.objects.select_related("prompt", "parent").get(pk=task_id)
+    try:
+        upstream_id = _send_upstream(client or apiframe_client(), task)
+    except (RateLimited, UpstreamUnavailable) as exc:
+        if exc.maybe_created or task.submit_attempts >= SUBMIT_MAX_ATTEMPTS:
+            # It may exist upstream already: sending again could pay twice. The user decides with Retry.
+            _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
+            return
+        delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 2**task.submit_attempts
+        Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(status=Task.Status.QUEUED)
+        jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=min(delay, 60))).enqueue(task_id)
+        logger.info("task %s: Apiframe busy (%s), trying again in %ss", task_id, exc, delay)
+        return
+    except ApiframeError as exc:
+        _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
+        return
+    now = timezone.now()
+    # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
+    Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now)
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+        status=Task.Status.PENDING, last_heard_at=now, updated_at=now
+    )
+
+
+def _submit_failure_message(exc: ApiframeError) -> str:
+    if getattr(exc, "maybe_created", False):
+        return "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
+    return f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
+
+
+def _task_fail(task_id: int, reason: str, *, from_statuses: tuple[str, ...]) -> bool:
+    now = timezone.now()
+    return bool(
+        Task.objects.filter(pk=task_id, status__in=from_statuses).update(
+            status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
+        )
+    )
+
+
+# --- Applying Apiframe's answers --------------------------------------------------------------------------
+
+
+class Applied(enum.StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"  # a duplicate, or older than what we have
+    UNKNOWN_TASK = "unknown_task"
+
+
+def _status_for(state: TaskState) -> str:
+    if state.is_finished:
+        return Task.Status.FINISHED
+    if state.is_failed:
+        return Task.Status.FAILED
+    if state.status == "processing":
+        return Task.Status.PROCESSING
+    return Task.Status.PENDING  # pending, staged, starting, retrying and anything unknown: still working
+
+
+def task_apply_state(*, state: TaskState, now: datetime | None = None) -> tuple[Applied, Task | None]:
+    """Apply one Apiframe task object (from a webhook, a poll or a fetch). Idempotent and monotonic.
+
+    An update lands only if it moves the task forward: a higher status rank, or a higher percentage while
+    processing. Finished, failed and timed-out tasks never change again, except that a late "finished"
+    still wins over our own timeout, so paid-for images are not thrown away.
+    """
+    task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status").first()
+    if task is None:
+        return Applied.UNKNOWN_TASK, None
+    now = now or timezone.now()
+    status = _status_for(state)
+    changes: dict[str, object] = {"upstream_status": state.status[:20], "updated_at": now, "last_heard_at": now}
+    moves_forward = Q(status__in=[s for s, rank in Task.RANK.items() if rank < Task.RANK[status]])
+    urls: tuple[str, ...] = ()
+
+    if status == Task.Status.FINISHED:
+        urls = state.result_urls[: 4 if task.is_grid else 1]
+        if not urls:
+            status = Task.Status.FAILED
+            changes["error"] = "Apiframe reported the task finished but sent no images."
+        else:
+            moves_forward |= Q(status=Task.Status.TIMED_OUT)
+            changes.update(percentage=100, error="", credits=credits_for(task.action))
+        changes.update(finished_at=now, started_at=Coalesce("started_at", now), result=state.raw)
+    elif status == Task.Status.FAILED:
+        changes.update(error=(state.error or "Midjourney could not complete this task.")[:500], finished_at=now)
+        changes["result"] = state.raw
+    elif status == Task.Status.PROCESSING:
+        percentage = state.percentage or 0
+        moves_forward |= Q(status=Task.Status.PROCESSING, percentage__lt=percentage)
+        changes.update(percentage=percentage, started_at=Coalesce("started_at", now))
+
+    with transaction.atomic():
+        if not Task.objects.filter(moves_forward, pk=task.pk).update(status=status, **changes):
+            Task.objects.filter(pk=task.pk).update(last_heard_at=now)  # it is alive: no need to poll it
+            return Applied.STALE, task
+        if urls:
+            Image.objects.bulk_create(
+                [Image(task_id=task.pk, index=i, source_url=url) for i, url in enumerate(urls, start=1)],
+                ignore_conflicts=True,
+            )
+            transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
+    task.status = status
+    return Applied.APPLIED, task
+
+
+def credits_for(action: str) -> int:
+    return settings.MJSTUDIO_CREDIT_PRICES.get(action, 0)
+
+
+def webhook_record(*, body: dict, state: TaskState | None, outcome: str, task: Task | None) -> WebhookDelivery:
+    body = {k: v for k, v in body.items() if "secret" not in k.lower()}  # never keep a secret, even echoed
+    return WebhookDelivery.objects.create(
+        apiframe_task_id=(state.task_id if state else str(body.get("task_id", "")))[:64],
+        reported_status=(state.status if state else str(body.get("status", "")))[:20],
+        outcome=outcome,
+        task=task,
+        body=body,
+    )
+
+
+def webhook_count_rejection() -> None:
+    today = timezone.localdate()
+    counter, _ = RejectedWebhookCount.objects.get_or_create(day=today)
+    RejectedWebhookCount.objects.filter(pk=counter.pk).update(count=F("count") + 1)
+
+
+# --- The poller's rounds ----------------------------------------------------------------------------------
+
+
+def tasks_expire_overdue(*, now: datetime | None = None) -> int:
+    """End every task past its deadline as timed out, with the reason the user will read."""
+    now = now or timezone.now()
+    overdue = Task.objects.in_flight().filter(deadline__lt=now)
+    never_sent = overdue.filter(apiframe_task_id=None).update(
+        status=Task.Status.TIMED_OUT,
+        error="Never reached Apiframe before the deadline (queue or worker down). Retry to send it again.",
+        finished_at=now,
+        updated_at=now,
+    )
+    no_result = overdue.update(
+        status=Task.Status.TIMED_OUT,
+        error="Apiframe sent no result before the deadline. Retry, or wait: a late result still lands.",
+        finished_at=now,
+        updated_at=now,
+    )
+    return never_sent + no_result
+
+
+def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = None, limit: int = 200) -> int:
+    """Fetch tasks that have been quiet too long (lost webhooks, or none at all behind NAT) via fetch-many."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=settings.MJSTUDIO_POLL_AFTER)
+    ids = list(
+        Task.objects.filter(status__in=(Task.Status.PENDING, Task.Status.PROCESSING))
+        .exclude(apiframe_task_id=None)
+        .filter(Q(last_heard_at__lt=quiet_since) | Q(last_heard_at=None))
+        .order_by("last_heard_at")
+        .values_list("apiframe_task_id", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    # Asked now: whatever the answer, leave these alone for another quiet period.
+    Task.objects.filter(apiframe_task_id__in=ids).update(last_heard_at=now)
+    states = (client or apiframe_client()).fetch_many(ids)
+    for state in states:
+        task_apply_state(state=state)
+    return len(states)
+
+
+def images_requeue_unmirrored(*, now: datetime | None = None, older_than: float = 60.0) -> int:
+    """Queue the mirror again for finished tasks whose images are still missing (a worker died, a CDN hiccup)."""
+    now = now or timezone.now()
+    task_ids = set(
+        Image.objects.filter(
+            mirrored_at=None,
+            mirror_attempts__lt=MIRROR_MAX_ATTEMPTS,
+            task__finished_at__lt=now - timedelta(seconds=older_than),
+        ).values_list("task_id", flat=True)
+    )
+    for task_id in task_ids:
+        jobs.mirror_task_images.enqueue(task_id)
+    return len(task_ids)
+
+
+# --- Mirroring images -------------------------------------------------------------------------------------
+
+
+class MirrorError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Downloaded:
+    data: bytes
+    extension: str
+    width: int
+    height: int
+    thumbnail: bytes
+
+
+def task_mirror_images(*, task_id: int) -> None:
+    """Download, verify and store each image of a finished task once, with a WebP thumbnail."""
+    pending = list(Image.objects.filter(task_id=task_id, mirrored_at=None))
+    if not pending:
+        return
+    failed_attempts = 0
+    with requests.Session() as session:
+        for image in pending:
+            try:
+                image_mirror(image=image, session=session)
+            except MirrorError as exc:
+                Image.objects.filter(pk=image.pk).update(
+                    mirror_attempts=F("mirror_attempts") + 1, mirror_error=str(exc)[:300]
+                )
+                failed_attempts = max(failed_attempts, image.mirror_attempts + 1)
+                logger.warning("image %s of task %s not mirrored: %s", image.index, task_id, exc)
+    # Tell live refresh the card changed (images arrived, or an error to show).
+    Task.objects.filter(pk=task_id).update(updated_at=timezone.now())
+    if failed_attempts and failed_attempts < MIRROR_MAX_ATTEMPTS:
+        delay = min(2**failed_attempts, 300)
+        jobs.mirror_task_images.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(task_id)
+
+
+def image_mirror(*, image: Image, session: requests.Session) -> bool:
+    downloaded = _download_image(image.source_url, session=session)
+    stem = uuid.uuid4().hex  # unguessable: files are only ever served through permission-checking views
+    file_name = default_storage.save(f"images/{stem}.{downloaded.extension}", ContentFile(downloaded.data))
+    try:
+        thumb_name = default_storage.save(f"thumbs/{stem}.webp", ContentFile(downloaded.thumbnail))
+    except Exception:
+        default_storage.delete(file_name)
+        raise
+    stored = Image.objects.filter(pk=image.pk, mirrored_at=None).update(
+        file=file_name,
+        thumbnail=thumb_name,
+        width=downloaded.width,
+        height=downloaded.height,
+        content_hash=hashlib.sha256(downloaded.data).hexdigest(),
+        size_bytes=len(downloaded.data),
+        mirror_error="",
+        mirrored_at=timezone.now(),
+    )
+    if not stored:  # another worker stored it first: drop our copy
+        default_storage.delete(file_name)
+        default_storage.delete(thumb_name)
+    return bool(stored)
+
+
+def _download_image(url: str, *, session: requests.Session) -> _Downloaded:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.netloc not in settings.APIFRAME_IMAGE_HOSTS:
+        raise MirrorError(f"refusing to download from {parts.netloc or url!r}: not an Apiframe image host")
+    limit = settings.MJSTUDIO_MAX_IMAGE_BYTES
+    try:
+        with session.get(url, stream=True, timeout=(5, 30)) as response:
+            if response.status_code != 200:
+                raise MirrorError(f"image host answered {response.status_code}")
+            chunks, size = [], 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise MirrorError(f"image larger than {limit} bytes")
+                chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise MirrorError(f"download failed: {exc.__class__.__name__}") from exc
+    data = b"".join(chunks)
+    return _verify_image(data)
+
+
+def _verify_image(data: bytes) -> _Downloaded:
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            if probe.width * probe.height > settings.MJSTUDIO_MAX_IMAGE_PIXELS:
+                raise MirrorError(f"image of {probe.width}×{probe.height} pixels is too large")
+            if probe.format not in ("PNG", "JPEG", "WEBP"):
+                raise MirrorError(f"unexpected image format {probe.format}")
+            probe.verify()
+        with PILImage.open(io.BytesIO(data)) as picture:
+            picture.load()
+            width, height, extension = picture.width, picture.height, picture.format.lower().replace("jpeg", "jpg")
+            thumb = picture.convert("RGB")
+            thumb.thumbnail(THUMBNAIL_SIZE)
+            out = io.BytesIO()
+            thumb.save(out, "WEBP", quality=82, method=4)
+    except MirrorError:
+        raise
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise MirrorError(f"not a valid image: {exc.__class__.__name__}") from exc
+    return _Downloaded(data=data, extension=extension, width=width, height=height, thumbnail=out.getvalue())

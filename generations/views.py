@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from generations import services
+from generations.apiframe import InvalidPayload, TaskState
+from generations.forms import ActionForm, ImagineForm
+from generations.models import Image, Membership, Task, Team, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+STUDIO_PAGE_SIZE = 24
+# While anything is in flight the page asks for changes this often; otherwise only now and then,
+# so a teammate's new card still shows up.
+PULSE_BUSY_SECONDS = 0.5
+PULSE_IDLE_SECONDS = 10
+# A change committed a moment after a later one was read must not be missed: look back this far.
+PULSE_LOOKBACK = timedelta(seconds=2)
+
+
+def _current_team(request: HttpRequest) -> Team:
+    """The team the user acts in: the one chosen in this session, else their first (a personal one if none)."""
+    team_id = request.session.get("team_id")
+    if team_id:
+        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        if team:
+            return team
+    team = services.team_ensure_for_user(user=request.user)
+    request.session["team_id"] = team.pk
+    return team
+
+
+def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
+    """A task of the user's current team, or 404: another team's task does not exist for them."""
+    tasks = Task.objects.select_related("prompt", "created_by", "parent__prompt")
+    return get_object_or_404(tasks, pk=pk, team=_current_team(request))
+
+
+def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
+    tasks = Task.objects.for_team(team).select_related("prompt", "created_by", "parent__prompt")
+    if mine_only:
+        tasks = tasks.filter(created_by=user)
+    return list(tasks.prefetch_related("images").order_by("-created_at")[:STUDIO_PAGE_SIZE])
+
+
+def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
+    busy = (
+        Task.objects.for_team(team).in_flight().exists()
+        or Image.objects.filter(
+            task__team=team, mirrored_at=None, mirror_attempts__lt=services.MIRROR_MAX_ATTEMPTS
+        ).exists()
+    )
+    return {
+        "pulse_cursor": cursor.isoformat(),
+        "pulse_seconds": PULSE_BUSY_SECONDS if busy else PULSE_IDLE_SECONDS,
+        "mine_only": mine_only,
+    }
+
+
+def _studio_context(request: HttpRequest, **extra: object) -> dict:
+    team = _current_team(request)
+    mine_only = request.GET.get("mine") == "1"
+    return {
+        "team": team,
+        "teams": Team.objects.filter(memberships__user=request.user),
+        "cards": _cards(team, mine_only=mine_only, user=request.user),
+        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
+        **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
+        **extra,
+    }
+
+
+@require_GET
+def studio(request: HttpRequest) -> HttpResponse:
+    return render(request, "generations/studio.html", _studio_context(request))
+
+
+@require_POST
+def task_create(request: HttpRequest) -> HttpResponse:
+    form = ImagineForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            return render(request, "generations/studio.html#composer", {"form": form}, status=422)
+        return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
+    task, _ = services.task_create_imagine(
+        team=_current_team(request),
+        user=request.user,
+        text=form.cleaned_data["prompt"],
+        mode=form.cleaned_data["mode"],
+        aspect_ratio=form.cleaned_data["aspect_ratio"],
+        idempotency_key=form.cleaned_data["idempotency_key"],
+    )
+    if not request.htmx:
+        return redirect("generations:studio")
+    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), **_sticky_choices(form)})
+    return _render_new_card(request, task, {"form": fresh})
+
+
+def _sticky_choices(form: ImagineForm) -> dict:
+    return {"mode": form.cleaned_data["mode"], "aspect_ratio": form.cleaned_data["aspect_ratio"]}
+
+
+def _render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:
+    """The htmx answer to a new task: the form again, the new card on top, and a busy pulse."""
+    team = task.team
+    context = {
+        **context,
+        "new_task": Task.objects.select_related("prompt", "created_by", "parent__prompt").get(pk=task.pk),
+        **_pulse_context(team, cursor=timezone.now(), mine_only=request.GET.get("mine") == "1"),
+    }
+    return render(request, "generations/new_task_response.html", context)
+
+
+@require_POST
+def task_act(request: HttpRequest, pk: int) -> HttpResponse:
+    parent = _get_task_for_user(request, pk)
+    form = ActionForm(request.POST, parent=parent)
+    if not form.is_valid():
+        message = " ".join(e for errors in form.errors.values() for e in errors)
+        if request.htmx:
+            return render(
+                request, "generations/studio.html#action-error", {"task": parent, "message": message}, status=422
+            )
+        messages.error(request, message)
+        return redirect("generations:studio")
+    action, option, index = (form.cleaned_data[k] for k in ("task_action", "task_option", "index"))
+    task, _ = services.task_create_child(
+        parent=parent,
+        user=request.user,
+        action=action,
+        option=option,
+        index=index,
+        # One key per rendered menu: each distinct button gets its own task, a repeated click does not.
+        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{action}:{option}:{index}"),
+    )
+    if not request.htmx:
+        return redirect("generations:studio")
+    return _render_new_card(request, task, {})
+
+
+@require_POST
+def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    failed = _get_task_for_user(request, pk)
+    try:
+        key = uuid.UUID(request.POST.get("idempotency_key", ""))
+    except ValueError:
+        return HttpResponseBadRequest("Missing or malformed idempotency key.")
+    if not failed.can_retry:
+        message = "Only a failed or timed-out task can be retried."
+        if request.htmx:
+            return render(
+                request, "generations/studio.html#action-error", {"task": failed, "message": message}, status=422
+            )
+        messages.error(request, message)
+        return redirect("generations:studio")
+    task, _ = services.task_retry(task=failed, user=request.user, idempotency_key=key)
+    if not request.htmx:
+        return redirect("generations:studio")
+    return _render_new_card(request, task, {})
+
+
+@require_GET
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _get_task_for_user(request, pk)
+    lineage = list(
+        Task.objects.filter(root_id=task.root_id)
+        .select_related("created_by", "prompt")
+        .prefetch_related("images")
+        .order_by("created_at")
+    )
+    context = {"task": task, "lineage": lineage, "team": task.team}
+    if request.htmx:
+        return render(request, "generations/studio.html#task-card", context)
+    return render(request, "generations/task_detail.html", context)
+
+
+@require_GET
+@never_cache
+def studio_pulse(request: HttpRequest) -> HttpResponse:
+    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed."""
+    team = _current_team(request)
+    mine_only = request.GET.get("mine") == "1"
+    since = parse_datetime(request.GET.get("since", "")) or timezone.now() - PULSE_LOOKBACK
+    now = timezone.now()
+    changed = Task.objects.for_team(team).filter(updated_at__gt=since - PULSE_LOOKBACK)
+    if mine_only:
+        changed = changed.filter(created_by=request.user)
+    if not changed.exists():
+        return HttpResponse(status=204)
+    cards = list(
+        changed.select_related("prompt", "created_by", "parent__prompt")
+        .prefetch_related("images")
+        .order_by("created_at")[:STUDIO_PAGE_SIZE]
+    )
+    context = {"cards": cards, **_pulse_context(team, cursor=now, mine_only=mine_only)}
+    return render(request, "generations/pulse_response.html", context)
+
+
+@require_POST
+def team_switch(request: HttpRequest) -> HttpResponse:
+    membership = get_object_or_404(Membership, team_id=request.POST.get("team"), user=request.user)
+    request.session["team_id"] = membership.team_id
+    if request.htmx:
+        return HttpResponseClientRedirect("/")
+    return redirect("generations:studio")
+
+
+@require_GET
+def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
+    """Serve a mirrored image to members of its team only (files are never public)."""
+    if variant not in ("thumb", "full"):
+        raise Http404("No such image variant.")
+    image = get_object_or_404(Image.objects.select_related("task"), pk=pk, task__team=_current_team(request))
+    field = image.thumbnail if variant == "thumb" else image.file
+    if not field:
+        raise Http404("This image has not been saved yet.")
+    response = FileResponse(field.open("rb"), as_attachment=request.GET.get("download") == "1")
+    if variant != "thumb" and response.get("Content-Disposition", "").startswith("attachment"):
+        response["Content-Disposition"] = (
+            f'attachment; filename="mjstudio-{image.task_id}-{image.index}.{field.name.rsplit(".", 1)[-1]}"'
+        )
+    # Content never changes under a name; private because only team members may see it.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def apiframe_webhook(request: HttpRequest) -> HttpResponse:
+    """Apiframe's status updates and results. Only the shared secret proves who sent them."""
+    provided = request.headers.get("x-webhook-secret", "")
+    if not provided or not constant_time_compare(provided, settings.APIFRAME_WEBHOOK_SECRET):
+        services.webhook_count_rejection()
+        return JsonResponse({"error": "bad secret"}, status=401)
+    limit = settings.MJSTUDIO_WEBHOOK_MAX_BYTES
+    if int(request.headers.get("content-length") or 0) > limit or len(body := request.read(limit + 1)) > limit:
+        return JsonResponse({"error": "body too large"}, status=413)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return JsonResponse({"error": "body is not JSON"}, status=400)
+    if not isinstance(payload, dict):
+        return JsonResponse({"error": "body is not a JSON object"}, status=400)
+    try:
+        state = TaskState.from_payload(payload)
+    except InvalidPayload as exc:
+        services.webhook_record(body=payload, state=None, outcome=WebhookDelivery.Outcome.INVALID, task=None)
+        return JsonResponse({"error": str(exc)}, status=400)
+    outcome, task = services.task_apply_state(state=state)
+    services.webhook_record(body=payload, state=state, outcome=outcome.value, task=task)
+    # Unknown tasks get a 2xx too: the sender should stop retrying something we will never recognise.
+    return JsonResponse({"ok": True, "outcome": outcome.value})
+
+
+@login_not_required
+@require_GET
+@never_cache
+def health(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
