@@ -526,7 +526,7 @@ class ApiframeClient:
 
         message = self._redact(
             (_error_text(data) if isinstance(data, Mapping) else None)
-            or _text_snippet(response)
+            or (_text_snippet(response) if data is _NOT_JSON else None)
             or f"{path} answered {status} {response.reason or ''}".strip()
         )
         if status in not_found:

@@ -31,3 +31,97 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator:
         yield server
     finally:
         server.stop()
+
+
+# --- Studio actors: alice and bob share a team, charlie works in another one. ----------------------------
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings) -> None:
+    """Background jobs are recorded, not run, unless a test asks for a real queue; passwords hash fast."""
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def team(db):
+    from generations.models import Team
+
+    return Team.objects.create(name="Moonlight Agency")
+
+
+def _member(username: str, team):
+    from django.contrib.auth import get_user_model
+
+    from generations.models import Membership
+
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    Membership.objects.create(team=team, user=user)
+    return user
+
+
+@pytest.fixture
+def alice(team):
+    return _member("alice", team)
+
+
+@pytest.fixture
+def bob(team):
+    return _member("bob", team)
+
+
+@pytest.fixture
+def charlie(db):
+    from generations.models import Team
+
+    return _member("charlie", Team.objects.create(name="Other Studio"))
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def make_task(alice):
+    """A task of alice's team, in any state; `upstream_id` marks it as accepted by Apiframe."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations.models import Prompt, Task
+
+    def make(*, user=None, status="pending", action="imagine", upstream_id=None, parent=None, **fields):
+        user = user or alice
+        team = user.memberships.first().team
+        prompt = parent.prompt if parent else Prompt.objects.create(team=team, author=user, text="a quiet harbour")
+        task = Task.objects.create(
+            team=team,
+            prompt=prompt,
+            created_by=user,
+            action=action,
+            status=status,
+            apiframe_task_id=upstream_id,
+            parent=parent,
+            root=parent.root if parent else None,
+            deadline=timezone.now() + timedelta(minutes=5),
+            **fields,
+        )
+        if task.root_id is None:
+            task.root = task
+            task.save(update_fields=["root"])
+        return task
+
+    return make
+
+
+@pytest.fixture
+def payload():
+    """A recorded Apiframe payload from tests/test_data/, as bytes."""
+    from pathlib import Path
+
+    def load(name: str) -> bytes:
+        return (Path(__file__).parent / "test_data" / name).read_bytes()
+
+    return load

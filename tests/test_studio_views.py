@@ -1,0 +1,257 @@
+"""The studio's pages and actions through Django's test client: permissions, validation, idempotency."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.tasks import default_task_backend
+from django.utils import timezone
+
+from generations.models import Image, Membership, Task
+
+HTMX = {"HX-Request": "true"}
+
+
+def _imagine(client, *, prompt="a lighthouse in fog", key=None, htmx=True, **extra):
+    data = {"prompt": prompt, "mode": "fast", "aspect_ratio": "16:9", "idempotency_key": str(key or uuid.uuid4())}
+    return client.post("/tasks/", {**data, **extra}, headers=HTMX if htmx else {})
+
+
+def _act(client, task, *, action, index=1, key=None, **extra):
+    data = {"action": action, "index": index, "idempotency_key": str(key or uuid.uuid4()), **extra}
+    return client.post(f"/tasks/{task.pk}/act/", data, headers=HTMX)
+
+
+@pytest.mark.parametrize("url", ["/", "/studio/pulse/", "/tasks/1/", "/images/1/thumb/"])
+def test_pages_require_login(client, db, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_health_needs_no_login(client, db):
+    assert client.get("/health/").json() == {"status": "ok"}
+
+
+def test_studio_shows_the_teams_cards_only(alice_client, make_task, bob, charlie):
+    make_task(user=bob, status="finished")
+    theirs = make_task(user=charlie, status="finished")
+    response = alice_client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="composer"' in body and "bob" in body
+    assert f'id="task-{theirs.pk}"' not in body
+
+
+def test_mine_only_narrows_the_cards(alice_client, make_task, bob):
+    hers, his = make_task(), make_task(user=bob)
+    body = alice_client.get("/?mine=1").content.decode()
+    assert f'id="task-{hers.pk}"' in body and f'id="task-{his.pk}"' not in body
+
+
+def test_a_user_without_a_team_gets_a_personal_one(client, django_user_model):
+    newcomer = django_user_model.objects.create_user("dana", password="pw")
+    client.force_login(newcomer)
+    assert client.get("/").status_code == 200
+    assert Membership.objects.get(user=newcomer).team.name == "dana's team"
+
+
+def test_imagine_creates_a_queued_task_and_queues_its_submission(
+    alice_client, alice, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _imagine(alice_client)
+    assert response.status_code == 200
+    assert "<html" not in response.content.decode()
+    task = Task.objects.get()
+    assert (task.status, task.action, task.created_by, task.root) == ("queued", "imagine", alice, task)
+    assert (task.prompt.text, task.prompt.aspect_ratio) == ("a lighthouse in fog", "16:9")
+    assert f'id="task-{task.pk}"' in response.content.decode()
+    queued = default_task_backend.results
+    assert [(r.task.name, r.args) for r in queued] == [("submit_task", [task.pk])]
+
+
+def test_imagine_without_htmx_redirects(alice_client):
+    response = _imagine(alice_client, htmx=False)
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert Task.objects.count() == 1
+
+
+def test_a_double_submit_makes_one_task(alice_client):
+    key = uuid.uuid4()
+    _imagine(alice_client, key=key)
+    second = _imagine(alice_client, key=key)
+    assert second.status_code == 200
+    assert Task.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("", "Write a prompt first."), ("   ", "Write a prompt first."), ("x" * 4001, "Keep the prompt under 4000")],
+)
+def test_a_bad_prompt_gets_a_message_and_changes_nothing(alice_client, prompt, message):
+    response = _imagine(alice_client, prompt=prompt)
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("field", [{"mode": "relax"}, {"aspect_ratio": "7:1"}])
+def test_unknown_mode_or_ratio_is_refused(alice_client, field):
+    assert _imagine(alice_client, **field).status_code == 422
+    assert not Task.objects.exists()
+
+
+def test_pan_right_on_image_3_makes_a_child_task(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    response = _act(alice_client, parent, action="pan:right", index=3)
+    assert response.status_code == 200
+    child = Task.objects.get(parent=parent)
+    assert (child.action, child.option, child.parent_index, child.root, child.status) == (
+        "pan",
+        "right",
+        3,
+        parent,
+        "queued",
+    )
+    assert child.describe() == "Pan right of image 3"
+    assert "Pan right of image 3" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("action", "option"),
+    [
+        ("vary:strong", "strong"),
+        ("vary:subtle", "subtle"),
+        ("upscale:subtle", "subtle"),
+        ("upscale:creative", "creative"),
+        ("pan:up", "up"),
+        ("zoom:1.5", "1.5"),
+        ("zoom:2", "2"),
+        ("zoom:1", "1"),
+    ],
+)
+def test_every_grid_action_is_accepted(alice_client, make_task, action, option):
+    parent = make_task(status="finished", upstream_id="up-1")
+    assert _act(alice_client, parent, action=action, index=2).status_code == 200
+    child = Task.objects.get(parent=parent)
+    assert (child.action, child.option) == (action.split(":")[0], option)
+
+
+def test_custom_zoom_keeps_the_factor(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    assert _act(alice_client, parent, action="zoom:custom", index=4, zoom_factor="1.25").status_code == 200
+    assert Task.objects.get(parent=parent).option == "1.25"
+
+
+def test_distinct_buttons_of_one_menu_make_distinct_tasks_but_a_double_click_does_not(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    key = uuid.uuid4()
+    _act(alice_client, parent, action="pan:left", index=1, key=key)
+    _act(alice_client, parent, action="pan:left", index=1, key=key)
+    _act(alice_client, parent, action="pan:right", index=1, key=key)
+    assert sorted(Task.objects.filter(parent=parent).values_list("option", flat=True)) == ["left", "right"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"action": "pan:right", "index": 5}, "The image number must be 1, 2, 3 or 4."),
+        ({"action": "pan:right", "index": 0}, "The image number must be 1, 2, 3 or 4."),
+        ({"action": "pan:right", "index": "two"}, "The image number must be 1, 2, 3 or 4."),
+        ({"action": "pan:diagonal", "index": 1}, "Unknown pan direction"),
+        ({"action": "explode", "index": 1}, "Unknown action"),
+        ({"action": "zoom:custom", "index": 1, "zoom_factor": "2.5"}, "Custom zoom must be more than 1 and at most 2"),
+        ({"action": "zoom:custom", "index": 1, "zoom_factor": "1"}, "Custom zoom must be more than 1 and at most 2"),
+        ({"action": "zoom:custom", "index": 1}, "Custom zoom must be more than 1 and at most 2"),
+    ],
+)
+def test_a_bad_action_gets_a_message_and_sends_nothing(alice_client, make_task, data, message):
+    parent = make_task(status="finished", upstream_id="up-1")
+    response = _act(alice_client, parent, **data)
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert not Task.objects.filter(parent=parent).exists()
+
+
+def test_an_unfinished_parent_cannot_be_acted_on(alice_client, make_task):
+    parent = make_task(status="processing", upstream_id="up-1")
+    response = _act(alice_client, parent, action="vary:strong")
+    assert response.status_code == 422
+    assert "has not finished yet" in response.content.decode()
+
+
+def test_an_upscale_can_only_be_varied(alice_client, make_task):
+    grid = make_task(status="finished", upstream_id="up-1")
+    upscale = make_task(status="finished", action="upscale", option="subtle", parent=grid, parent_index=2)
+    assert _act(alice_client, upscale, action="pan:left").status_code == 422
+    assert _act(alice_client, upscale, action="vary:subtle").status_code == 200
+    assert Task.objects.get(parent=upscale).action == "vary"
+
+
+def test_another_teams_task_is_a_404(alice_client, make_task, charlie):
+    theirs = make_task(user=charlie, status="failed", upstream_id="up-c")
+    assert alice_client.get(f"/tasks/{theirs.pk}/").status_code == 404
+    assert _act(alice_client, theirs, action="vary:strong").status_code == 404
+    retry = alice_client.post(f"/tasks/{theirs.pk}/retry/", {"idempotency_key": str(uuid.uuid4())})
+    assert retry.status_code == 404
+    assert Task.objects.count() == 1
+
+
+def test_retry_sends_a_failed_task_again_beside_it(alice_client, make_task):
+    failed = make_task(status="failed", error="boom")
+    response = alice_client.post(f"/tasks/{failed.pk}/retry/", {"idempotency_key": str(uuid.uuid4())}, headers=HTMX)
+    assert response.status_code == 200
+    again = Task.objects.exclude(pk=failed.pk).get()
+    assert (again.action, again.prompt, again.status) == ("imagine", failed.prompt, "queued")
+
+
+def test_a_finished_task_cannot_be_retried(alice_client, make_task):
+    done = make_task(status="finished")
+    response = alice_client.post(f"/tasks/{done.pk}/retry/", {"idempotency_key": str(uuid.uuid4())}, headers=HTMX)
+    assert response.status_code == 422
+    assert Task.objects.count() == 1
+
+
+def test_reroll_imagines_the_same_prompt_again(alice_client, make_task):
+    grid = make_task(status="finished", upstream_id="up-1")
+    assert _act(alice_client, grid, action="reroll", index="").status_code == 200
+    reroll = Task.objects.get(parent=grid)
+    assert (reroll.action, reroll.prompt, reroll.parent_index) == ("reroll", grid.prompt, None)
+
+
+def test_pulse_is_204_when_nothing_changed(alice_client, make_task):
+    make_task(status="finished", updated_at=timezone.now() - timedelta(minutes=1))
+    since = timezone.now().isoformat()
+    response = alice_client.get("/studio/pulse/", {"since": since}, headers=HTMX)
+    assert response.status_code == 204
+
+
+def test_pulse_sends_changed_cards_out_of_band(alice_client, make_task, bob, charlie):
+    since = timezone.now() - timedelta(seconds=30)
+    make_task(status="finished", updated_at=since - timedelta(minutes=5))
+    changed = make_task(user=bob, status="processing", percentage=60)
+    foreign = make_task(user=charlie, status="processing")
+    response = alice_client.get("/studio/pulse/", {"since": since.isoformat()}, headers=HTMX)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="task-{changed.pk}"' in body and 'hx-swap-oob="true"' in body
+    assert f'id="task-{foreign.pk}"' not in body
+    assert 'hx-trigger="every 0.5s"' in body  # something is in flight: the page keeps asking often
+
+
+def test_images_are_served_to_the_team_only(alice_client, make_task, client, charlie):
+    task = make_task(status="finished")
+    image = Image.objects.create(task=task, index=1, source_url="https://cdn.apiframe.pro/x.png")
+    image.thumbnail.save("t.webp", ContentFile(b"RIFF....WEBP"), save=False)
+    image.mirrored_at = timezone.now()
+    image.save()
+    response = alice_client.get(f"/images/{image.pk}/thumb/")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"RIFF....WEBP"
+    assert "private" in response["Cache-Control"]
+    assert alice_client.get(f"/images/{image.pk}/full/").status_code == 404  # not saved yet
+    client.force_login(charlie)
+    assert client.get(f"/images/{image.pk}/thumb/").status_code == 404
