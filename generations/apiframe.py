@@ -11,6 +11,7 @@ create, whether Apiframe may have created a task anyway (`maybe_created`).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -376,8 +377,9 @@ class ApiframeClient:
     def fetch_many(self, task_ids: Sequence[str]) -> list[TaskState]:
         """States of many tasks, in the order asked, duplicates dropped.
 
-        Ids Apiframe does not return (unknown, expired) are simply absent. A failure of any chunk, after its
-        retries, raises: the caller cannot tell "absent" from "not asked" otherwise.
+        Chunks of up to 20 ids go to /fetch-many, a lone id to /fetch. Ids Apiframe does not return (unknown,
+        expired) are simply absent. Any other failure of a chunk, after its retries, raises: the caller could
+        not tell "absent" from "not asked" otherwise.
         """
         if isinstance(task_ids, str):
             raise TypeError("fetch_many takes a sequence of ids, not one string")
@@ -387,16 +389,19 @@ class ApiframeClient:
             chunk = wanted[start : start + FETCH_MANY_MAX]
             if len(chunk) == 1:
                 # /fetch-many refuses fewer than 2 ids, so a lone id (often the last chunk) goes to /fetch.
-                try:
-                    states = [self._retrying(lambda chunk=chunk: self._fetch_one(chunk[0]))]
-                except TaskNotFound:
-                    states = []
+                states = self._fetch_each(chunk)
             else:
-                states = self._retrying(lambda chunk=chunk: self._fetch_chunk(chunk))
-            for state in states:
-                if state.task_id in chunk:  # ignore anything we did not ask about
-                    found[state.task_id] = state
-        return [found[t] for t in wanted if t in found]
+                try:
+                    states = self._retrying(lambda chunk=chunk: self._fetch_chunk(chunk))
+                except InvalidRequest as exc:
+                    # If Apiframe refuses a whole batch over one id it no longer knows (instead of leaving it
+                    # out), that id must not block every other task's poll: ask for these one by one.
+                    logger.warning(
+                        "apiframe /fetch-many refused %d ids (%s); fetching them one by one", len(chunk), exc
+                    )
+                    states = self._fetch_each(chunk)
+            found.update((state.task_id, state) for state in states)
+        return [found[t] for t in wanted if t in found]  # in the order asked; anything not asked is dropped
 
     def account(self) -> Account:
         """Credits and plan of the account behind the key."""
@@ -439,6 +444,13 @@ class ApiframeClient:
             return TaskState.from_payload(data)
         except InvalidPayload:
             raise UpstreamUnavailable("/fetch answered without a task", 200) from None
+
+    def _fetch_each(self, task_ids: list[str]) -> list[TaskState]:
+        states = []
+        for task_id in task_ids:
+            with contextlib.suppress(TaskNotFound):  # for fetch_many an unknown id is simply absent
+                states.append(self._retrying(lambda task_id=task_id: self._fetch_one(task_id)))
+        return states
 
     def _fetch_chunk(self, task_ids: list[str]) -> list[TaskState]:
         data = self._send("POST", f"{self.fetch_url}/fetch-many", {"task_ids": task_ids}, creates=False)

@@ -76,9 +76,7 @@ class StubServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                stub.seen.append(
-                    Seen(self.command, self.path, dict(self.headers), json.loads(raw) if raw else None)
-                )
+                stub.seen.append(Seen(self.command, self.path, dict(self.headers), json.loads(raw) if raw else None))
                 reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
                 if reply.delay:
                     stub.release.wait(reply.delay)
@@ -106,7 +104,7 @@ class StubServer:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -167,9 +165,7 @@ def offline_client() -> tuple[ApiframeClient, NoNetwork]:
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return ApiframeClient(
-        base_url="http://x/pro", fetch_url="http://x", api_key=KEY, session=session
-    ), adapter
+    return ApiframeClient(base_url="http://x/pro", fetch_url="http://x", api_key=KEY, session=session), adapter
 
 
 def finished_grid(task_id: str = "t-1") -> dict[str, Any]:
@@ -306,9 +302,7 @@ def test_a_5xx_on_create_is_upstream_unavailable(
     assert len(server.seen) == 1  # creates are never retried by the client
 
 
-@pytest.mark.parametrize(
-    ("status", "error"), [(402, OutOfCredits), (403, OutOfCredits), (401, AuthenticationFailed)]
-)
+@pytest.mark.parametrize(("status", "error"), [(402, OutOfCredits), (403, OutOfCredits), (401, AuthenticationFailed)])
 def test_refusals_on_create_say_nothing_was_created(
     stub: Callable[..., StubServer], status: int, error: type[ApiframeError]
 ) -> None:
@@ -324,9 +318,7 @@ def test_refusals_on_create_say_nothing_was_created(
 
 def test_a_429_on_create_is_rate_limited_with_an_http_date(stub: Callable[..., StubServer]) -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    server = stub(
-        Reply(status=429, json={"errors": [{"msg": "Too many jobs"}]}, headers={"Retry-After": later})
-    )
+    server = stub(Reply(status=429, json={"errors": [{"msg": "Too many jobs"}]}, headers={"Retry-After": later}))
 
     with pytest.raises(RateLimited) as info:
         client_for(server.url).imagine(prompt="fox")
@@ -362,6 +354,17 @@ def test_a_connection_dropped_after_sending_may_have_created_a_task(stub: Callab
     assert KEY not in str(info.value)
 
 
+def test_an_upstream_message_that_echoes_the_key_is_redacted(stub: Callable[..., StubServer]) -> None:
+    server = stub(Reply(status=401, json={"message": f"Invalid API key: {KEY}"}))
+
+    with pytest.raises(AuthenticationFailed) as info:
+        client_for(server.url).imagine(prompt="fox")
+
+    assert KEY not in str(info.value)
+    assert KEY not in repr(info.value)
+    assert info.value.message == "Invalid API key: [redacted]"
+
+
 def test_a_refused_connection_created_nothing() -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
@@ -392,6 +395,7 @@ def test_a_2xx_without_a_readable_task_id_may_have_created_a_task(
         client_for(server.url).imagine(prompt="fox")
 
     assert info.value.maybe_created is True
+    assert "non-JSON" in info.value.message or "task_id" in info.value.message
 
 
 def test_an_html_error_page_does_not_become_the_message(stub: Callable[..., StubServer]) -> None:
@@ -429,9 +433,7 @@ def test_fetch_gives_up_at_once_when_told_to_wait_longer_than_the_cap(
     assert len(server.seen) == 1
 
 
-def test_fetch_retries_5xx_with_capped_jittered_backoff(
-    stub: Callable[..., StubServer], sleeps: list[float]
-) -> None:
+def test_fetch_retries_5xx_with_capped_jittered_backoff(stub: Callable[..., StubServer], sleeps: list[float]) -> None:
     server = stub(Reply(status=500, json={}))
 
     with pytest.raises(UpstreamUnavailable) as info:
@@ -445,9 +447,7 @@ def test_fetch_retries_5xx_with_capped_jittered_backoff(
 
 
 def test_fetch_recovers_from_a_non_json_answer(stub: Callable[..., StubServer], sleeps: list[float]) -> None:
-    server = stub(
-        Reply(body=b"upstream hiccup"), Reply(status=502, json={}), Reply(json=finished_grid("t-1"))
-    )
+    server = stub(Reply(body=b"upstream hiccup"), Reply(status=502, json={}), Reply(json=finished_grid("t-1")))
 
     assert client_for(server.url, sleeps).fetch("t-1").task_id == "t-1"
     assert len(server.seen) == 3
@@ -504,10 +504,49 @@ def test_fetch_many_leaves_out_what_upstream_leaves_out(stub: Callable[..., Stub
     assert server.seen[1].json == {"task_id": "lone"}
 
 
+def test_fetch_many_falls_back_to_one_by_one_when_a_batch_is_refused(stub: Callable[..., StubServer]) -> None:
+    server = stub(
+        Reply(status=400, json={"errors": [{"msg": "Invalid task id: gone"}]}),
+        Reply(json=finished_grid("a")),
+        Reply(status=400, json={"errors": [{"msg": "Task not found"}]}),
+    )
+
+    states = client_for(server.url).fetch_many(["a", "gone"])
+
+    assert [s.task_id for s in states] == ["a"]
+    assert server.paths == ["/fetch-many", "/fetch", "/fetch"]
+
+
 def test_fetch_many_of_nothing_calls_nothing() -> None:
     client, network = offline_client()
     assert client.fetch_many([]) == []
     assert network.calls == []
+
+
+def test_fetch_fills_in_a_missing_task_id_with_the_one_asked(stub: Callable[..., StubServer]) -> None:
+    server = stub(Reply(json={"status": "processing", "percentage": "40"}))
+
+    state = client_for(server.url).fetch("t-7")
+
+    assert (state.task_id, state.status, state.percentage) == ("t-7", "processing", 40)
+
+
+def test_a_408_on_create_created_nothing(stub: Callable[..., StubServer]) -> None:
+    server = stub(Reply(status=408, json={}))
+
+    with pytest.raises(UpstreamTimeout) as info:
+        client_for(server.url).imagine(prompt="fox")
+
+    assert info.value.maybe_created is False
+    assert info.value.retryable is True
+
+
+def test_account_retries_like_fetch(stub: Callable[..., StubServer], sleeps: list[float]) -> None:
+    server = stub(Reply(status=503, json={}), Reply(json={"credits": 8}))
+
+    assert client_for(server.url, sleeps).account().credits == 8.0
+    assert len(server.seen) == 2
+    assert len(sleeps) == 1
 
 
 def test_account_is_read_leniently(stub: Callable[..., StubServer]) -> None:
@@ -545,9 +584,7 @@ def test_percentage_forms(value: Any, expected: int | None) -> None:
     assert state.percentage == expected
 
 
-@pytest.mark.parametrize(
-    "status", ["pending", "staged", "starting", "processing", "retrying", "queued-ish", ""]
-)
+@pytest.mark.parametrize("status", ["pending", "staged", "starting", "processing", "retrying", "queued-ish", ""])
 def test_other_statuses_are_still_working(status: str) -> None:
     state = TaskState.from_payload({"task_id": "t", "status": status, "message": "busy"})
     assert not state.is_terminal
@@ -612,12 +649,13 @@ def test_result_urls_of_an_upscale_is_its_one_image() -> None:
     )
     assert state.result_urls == ("https://cdn.example/u.png",)
     assert state.image_urls == ()
+    # Even if an upscale ever carried a list as well, its result is the one upscaled image.
+    both = TaskState.from_payload({**state.raw, "image_urls": ["https://cdn.example/grid-1.png"]})
+    assert both.result_urls == ("https://cdn.example/u.png",)
 
 
 def test_junk_in_image_urls_is_dropped() -> None:
-    state = TaskState.from_payload(
-        {"task_id": "t", "status": "finished", "image_urls": ["a", None, 3, " ", "b"]}
-    )
+    state = TaskState.from_payload({"task_id": "t", "status": "finished", "image_urls": ["a", None, 3, " ", "b"]})
     assert state.image_urls == ("a", "b")
 
 
@@ -634,3 +672,167 @@ def test_retry_after_as_an_http_date() -> None:
     assert 85 <= (_parse_retry_after(later) or 0) <= 90
     past = format_datetime(datetime.now(UTC) - timedelta(seconds=90), usegmt=True)
     assert _parse_retry_after(past) == 0.0
+
+
+# --- Against the sandbox, over real HTTP ----------------------------------------------------------------
+@pytest.fixture
+def upstream(sandbox: Any) -> Iterator[ApiframeClient]:
+    with ApiframeClient(
+        base_url=f"{sandbox.url}/pro", fetch_url=sandbox.url, api_key=sandbox.engine.config.api_key, timeout=5.0
+    ) as client:
+        yield client
+
+
+def wait_until_terminal(client: ApiframeClient, task_id: str, seconds: float = 15.0) -> TaskState:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = client.fetch(task_id)
+        if state.is_terminal or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def test_every_action_runs_against_the_sandbox(upstream: ApiframeClient) -> None:
+    parent_id = upstream.imagine(prompt="a lighthouse at dawn, film grain", mode="fast", aspect_ratio="16:9")
+    parent = wait_until_terminal(upstream, parent_id)
+
+    assert parent.is_finished, parent
+    assert parent.task_id == parent_id
+    assert len(parent.image_urls) == 4
+    assert parent.original_image_url
+    assert parent.result_urls == parent.image_urls
+
+    children = {
+        "vary": upstream.vary(parent_task_id=parent_id, index=1, type="strong"),
+        "upscale": upstream.upscale(parent_task_id=parent_id, index="2", type="creative"),
+        "pan": upstream.pan(parent_task_id=parent_id, index=3, direction="up"),
+        "zoom": upstream.zoom(parent_task_id=parent_id, index=4, factor=1.5),
+        "square": upstream.zoom(parent_task_id=parent_id, index=1, factor=1),
+    }
+    assert len(set(children.values()) | {parent_id}) == 6
+
+    for action, task_id in children.items():
+        state = wait_until_terminal(upstream, task_id)
+        assert state.is_finished, (action, state)
+        if action == "upscale":
+            assert state.image_url
+            assert state.result_urls == (state.image_url,)
+        else:
+            assert len(state.image_urls) == 4, (action, state)
+            assert state.result_urls == state.image_urls
+            assert not set(state.image_urls) & set(parent.image_urls)
+    # A vary may act on an upscale's result too.
+    again = upstream.vary(parent_task_id=children["upscale"], index=1, type="subtle")
+    assert wait_until_terminal(upstream, again).is_finished
+
+
+def test_fetch_reports_progress_before_the_end(upstream: ApiframeClient) -> None:
+    task_id = upstream.imagine(prompt="a slow red fox")
+
+    first = upstream.fetch(task_id)
+
+    assert not first.is_terminal
+    assert first.status in {"pending", "staged", "starting", "processing"}
+    assert first.percentage is None or 0 <= first.percentage <= 100
+
+
+def test_account_against_the_sandbox(upstream: ApiframeClient) -> None:
+    account = upstream.account()
+    assert isinstance(account.credits, float)
+    assert account.raw
+
+
+def test_a_wrong_key_is_authentication_failed(sandbox: Any) -> None:
+    wrong = "sk-wrong-7c1e0a"
+    client = ApiframeClient(base_url=f"{sandbox.url}/pro", fetch_url=sandbox.url, api_key=wrong)
+
+    with pytest.raises(AuthenticationFailed) as on_create:
+        client.imagine(prompt="fox")
+    with pytest.raises(AuthenticationFailed) as on_fetch:
+        client.fetch("anything")
+
+    for info in (on_create, on_fetch):
+        assert info.value.status_code == 401
+        assert info.value.retryable is False
+        assert info.value.maybe_created is False
+        assert wrong not in str(info.value)
+        assert wrong not in repr(info.value)
+        assert sandbox.engine.config.api_key not in str(info.value)
+
+
+def test_a_banned_prompt_carries_the_sandbox_reason(sandbox: Any, upstream: ApiframeClient) -> None:
+    banned = sorted(sandbox.engine.config.banned_words)[0]
+
+    with pytest.raises(InvalidRequest) as info:
+        upstream.imagine(prompt=f"a portrait, {banned}, studio light")
+
+    assert info.value.status_code == 400
+    assert banned in info.value.message.lower()
+    assert info.value.maybe_created is False
+
+
+def test_an_unknown_parent_carries_the_sandbox_reason(upstream: ApiframeClient) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        upstream.vary(parent_task_id="00000000-0000-0000-0000-000000000000", index=1, type="strong")
+
+    assert info.value.status_code in (400, 404)
+    assert info.value.message
+    assert "00000000" in info.value.message or "parent" in info.value.message.lower()
+
+
+def test_index_5_is_refused_before_any_request(sandbox: Any, upstream: ApiframeClient) -> None:
+    parent_id = upstream.imagine(prompt="a fox")
+    before = sum(sandbox.engine.request_counts.values())
+
+    with pytest.raises(InvalidRequest, match="index"):
+        upstream.upscale(parent_task_id=parent_id, index=5, type="subtle")
+
+    assert sum(sandbox.engine.request_counts.values()) == before
+
+
+def test_fetch_of_an_unknown_task_is_task_not_found(upstream: ApiframeClient) -> None:
+    with pytest.raises(TaskNotFound):
+        upstream.fetch("no-such-task")
+
+
+@pytest.mark.parametrize(
+    ("known", "unknown", "fetch_many_calls", "fetch_calls"),
+    [(3, 42, 3, 0), (3, 38, 2, 1), (1, 0, 0, 1)],
+)
+def test_fetch_many_chunks_by_twenty(
+    sandbox: Any, upstream: ApiframeClient, known: int, unknown: int, fetch_many_calls: int, fetch_calls: int
+) -> None:
+    ids = [upstream.imagine(prompt=f"fox number {n}") for n in range(known)]
+    asked = [*ids, *(f"unknown-{n}" for n in range(unknown)), *ids]  # duplicates are asked once
+    counts = sandbox.engine.request_counts
+    before = (counts["/fetch-many"], counts["/fetch"])
+
+    states = upstream.fetch_many(asked)
+
+    assert (counts["/fetch-many"] - before[0], counts["/fetch"] - before[1]) == (fetch_many_calls, fetch_calls)
+    assert [s.task_id for s in states] == ids  # unknown ids are simply absent
+
+
+def test_fetch_many_of_a_lone_unknown_id_is_empty(upstream: ApiframeClient) -> None:
+    assert upstream.fetch_many(["no-such-task"]) == []
+
+
+@pytest.mark.sandbox(faults={"submit_429": 1.0})
+def test_a_429_on_create_is_rate_limited(sandbox: Any, upstream: ApiframeClient) -> None:
+    with pytest.raises(RateLimited) as info:
+        upstream.imagine(prompt="fox")
+
+    assert info.value.retry_after == 1
+    assert info.value.maybe_created is False
+    assert info.value.retryable is True
+    assert sandbox.engine.request_counts["/pro/imagine"] == 1  # not retried
+
+
+@pytest.mark.sandbox(faults={"submit_5xx": 1.0})
+def test_a_5xx_on_create_from_the_sandbox(sandbox: Any, upstream: ApiframeClient) -> None:
+    with pytest.raises(UpstreamUnavailable) as info:
+        upstream.imagine(prompt="fox", mode="turbo")
+
+    assert info.value.status_code is not None and info.value.status_code >= 500
+    assert info.value.maybe_created is (info.value.status_code != 503)
+    assert sandbox.engine.request_counts["/pro/imagine"] == 1
