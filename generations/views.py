@@ -154,12 +154,12 @@ def task_act(request: HttpRequest, pk: int) -> HttpResponse:
         action=action,
         option=option,
         index=index,
-        # One key per rendered menu: each distinct button gets its own task, a repeated click does not.
+        # One key per menu: each distinct button makes its own task, a repeated click (or POST) does not.
         idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{action}:{option}:{index}"),
     )
     if not request.htmx:
         return redirect("generations:studio")
-    return _render_new_card(request, task, {})
+    return _render_new_card(request, task, {"key_task": parent, "key_for": index or "reroll"})
 
 
 @require_POST
@@ -180,7 +180,7 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     task, _ = services.task_retry(task=failed, user=request.user, idempotency_key=key)
     if not request.htmx:
         return redirect("generations:studio")
-    return _render_new_card(request, task, {})
+    return _render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
 
 
 @require_GET

@@ -6,6 +6,8 @@ Production: DJANGO_DEBUG=false plus the variables README.md lists; `manage.py ch
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,6 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file, not memory, for tests: the live server, the sandbox's webhooks and the test each get a connection.
+    # One per process, so that two test runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"mjstudio-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -151,7 +156,7 @@ APIFRAME_IMAGE_HOSTS = env.list(
 MJSTUDIO_TASK_TIMEOUT = env.float("MJSTUDIO_TASK_TIMEOUT", default=300.0)
 # The poller fetches an in-flight task only after this long without news. With webhooks on, news is expected
 # by webhook and polling is the safety net; without them (a laptop behind NAT) polling does all the work.
-MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=15.0 if APIFRAME_WEBHOOK_URL else 2.0)
+MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=30.0 if APIFRAME_WEBHOOK_URL else 2.0)
 # Credits Apiframe charges per action (its public price list); edit here when the plan changes.
 MJSTUDIO_CREDIT_PRICES = {"imagine": 4, "reroll": 4, "vary": 4, "pan": 4, "zoom": 4, "upscale": 4}
 MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024 * 1024)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -105,8 +108,7 @@ def make_task(alice):
             apiframe_task_id=upstream_id,
             parent=parent,
             root=parent.root if parent else None,
-            deadline=timezone.now() + timedelta(minutes=5),
-            **fields,
+            **{"deadline": timezone.now() + timedelta(minutes=5), **fields},
         )
         if task.root_id is None:
             task.root = task
@@ -125,3 +127,58 @@ def payload():
         return (Path(__file__).parent / "test_data" / name).read_bytes()
 
     return load
+
+
+# --- The studio against a real sandbox, and a real browser ----------------------------------------------
+
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def studio_upstream(sandbox, settings):
+    """Point the studio at the test's sandbox, with background jobs run at once (no separate worker)."""
+    settings.APIFRAME_BASE_URL = f"{sandbox.url}/pro"
+    settings.APIFRAME_FETCH_URL = sandbox.url
+    settings.APIFRAME_API_KEY = sandbox.engine.config.api_key
+    settings.APIFRAME_IMAGE_HOSTS = [urlsplit(sandbox.url).netloc]
+    settings.APIFRAME_WEBHOOK_URL = ""
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium through Playwright. Missing Chromium is a failure, never a skip."""
+    if not Path(CHROMIUM_PATH).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM_PATH}: apt-get install chromium (or set CHROMIUM_PATH)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; Django must still let the test thread use the database.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Screenshots land here (not committed)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

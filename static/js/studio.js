@@ -8,3 +8,18 @@ document.addEventListener("htmx:oobErrorNoTarget", (event) => {
   cards.prepend(card);
   htmx.process(card);
 });
+
+// Live refresh may send a card again that has not changed (it looks back a little, so that no change is
+// missed). Swapping it anyway would close an open action menu and reset what was typed in it: skip it.
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const incoming = event.detail.fragment.firstElementChild;
+  const current = event.detail.target;
+  if (incoming?.classList.contains("card") && incoming.dataset.version === current.dataset.version) {
+    event.detail.shouldSwap = false;
+  }
+});
+
+// An action chosen from an image's menu closes the menu: its new card is already on its way to the top.
+document.addEventListener("htmx:afterRequest", (event) => {
+  if (event.detail.successful) event.detail.elt.closest("[popover]")?.hidePopover();
+});

@@ -6,7 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 
 from generations import services
-from generations.apiframe import RateLimited, UpstreamUnavailable
+from generations.apiframe import ApiframeError, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,12 @@ class Command(BaseCommand):
             except RateLimited as exc:
                 delay = min(max(exc.retry_after or 0, delay * 2), MAX_BACKOFF_SECONDS)
                 logger.warning("Apiframe rate-limited the poller; next round in %.0fs", delay)
-            except UpstreamUnavailable as exc:
+            except ApiframeError as exc:  # down, a bad key, no credits: keep trying, ever more slowly
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 logger.warning("Apiframe unavailable (%s); next round in %.0fs", exc, delay)
+            except Exception:  # the safety net must not die of one bad round (a locked database, a bug)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                logger.exception("poll round failed; next round in %.0fs", delay)
             if once:
                 return
             time.sleep(delay)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from django.conf import settings
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         processes["poller"] = [*manage, "pollapiframe"]
 
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
+        self._wait_for_web(port, children["web"])
         self._announce(port)
         stopping = False
 
@@ -65,6 +67,16 @@ class Command(BaseCommand):
                 child.kill()
         sys.exit(exit_code)
 
+    def _wait_for_web(self, port: int, web: subprocess.Popen, seconds: float = 30) -> None:
+        """Announce once the studio answers, so the URL and login are the last lines on screen."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and web.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+
     def _create_demo_logins(self) -> None:
         from django.contrib.auth import get_user_model
 
@@ -80,7 +92,7 @@ class Command(BaseCommand):
             services.team_ensure_for_user(user=user)
 
     def _announce(self, port: int) -> None:
-        lines = [f"mjstudio is running at http://127.0.0.1:{port}/"]
+        lines = ["", f"mjstudio is running at http://127.0.0.1:{port}/"]
         if settings.APIFRAME_IS_SANDBOX:
             lines.append(f"Log in as {DEMO_USERS[0]} / {DEMO_PASSWORD} (or {DEMO_USERS[1]}, same password).")
             lines.append(f"Apiframe is the local sandbox at http://{settings.SANDBOX_ADDR}/ (no key needed).")

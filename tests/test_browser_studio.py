@@ -1,0 +1,118 @@
+"""The studio in real Chromium: a prompt becomes a grid, then pan, upscale and vary, all without a reload."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from generations.models import Task
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FINISHED_TIMEOUT = 20_000  # ms
+
+
+@pytest.fixture
+def studio(live_server, studio_upstream, settings, django_user_model):
+    settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"
+    django_user_model.objects.create_user("alice", password="a-long-test-password")
+    return live_server.url
+
+
+def log_in(page: Page, studio: str) -> None:
+    page.goto(f"{studio}/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("a-long-test-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Imagine")).to_be_visible()
+
+
+def newest_card(page: Page):
+    return page.locator("#cards > article.card").first
+
+
+def wait_finished(card) -> None:
+    expect(card).to_have_attribute("data-status", "finished", timeout=FINISHED_TIMEOUT)
+    expect(card.locator(".shot__link img").first).to_be_visible(timeout=FINISHED_TIMEOUT)
+
+
+def image_sizes(card) -> list[tuple[int, int]]:
+    return card.locator(".shot__link img").evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+
+
+def act(page: Page, card, *, image: int, button: str) -> None:
+    card.get_by_label(f"Actions for image {image}").click()
+    card.get_by_role("button", name=f"{button}, image {image}").click()
+
+
+@pytest.mark.sandbox(task_seconds=0.6)
+def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts):
+    log_in(page, studio)
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+
+    page.get_by_role("textbox", name="Prompt").fill("a quiet coffee shop at dawn, warm tones, film grain")
+    page.get_by_role("button", name="Imagine").click()
+    grid = newest_card(page)
+    expect(grid).to_contain_text("a quiet coffee shop at dawn")
+    expect(page.get_by_role("textbox", name="Prompt")).to_have_value("")  # the composer is ready for the next prompt
+    wait_finished(grid)
+    expect(grid.locator(".shot__link img")).to_have_count(4)
+    assert image_sizes(grid) == [[512, 512]] * 4
+    page.screenshot(path=artifacts / "studio-grid-desktop.png", full_page=True)
+
+    act(page, grid, image=3, button="Pan right")
+    pan = newest_card(page)
+    expect(pan).to_contain_text("Pan right of image 3")
+    wait_finished(pan)
+    expect(pan.locator(".shot__link img")).to_have_count(4)
+    widths_heights = image_sizes(pan)
+    assert all(w > h for w, h in widths_heights), widths_heights  # the canvas grew to the right
+
+    act(page, pan, image=1, button="Upscale (Creative)")
+    upscale = newest_card(page)
+    expect(upscale).to_contain_text("Upscale (creative) of image 1")
+    wait_finished(upscale)
+    expect(upscale.locator(".shot__link img")).to_have_count(1)
+    expect(upscale.get_by_role("button", name="Pan right, image 1")).to_have_count(0)  # upscales only vary
+
+    act(page, upscale, image=1, button="Vary (Subtle)")
+    vary = newest_card(page)
+    expect(vary).to_contain_text("Vary (subtle) of image 1")
+    wait_finished(vary)
+    expect(vary.locator(".shot__link img")).to_have_count(4)
+
+    assert page.evaluate("window.__sameDocument") is True
+    page.screenshot(path=artifacts / "studio-lineage-desktop.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=artifacts / "studio-phone.png", full_page=True)
+
+    chain = Task.objects.order_by("created_at")
+    assert [(t.action, t.option, t.parent_index, t.status) for t in chain] == [
+        ("imagine", "", None, "finished"),
+        ("pan", "right", 3, "finished"),
+        ("upscale", "creative", 1, "finished"),
+        ("vary", "subtle", 1, "finished"),
+    ]
+    assert {t.root_id for t in chain} == {chain[0].pk}
+    lineage_link = vary.locator(".card__lineage a")
+    expect(lineage_link).to_have_attribute("href", re.compile(rf"/tasks/{chain[2].pk}/$"))
+
+
+@pytest.mark.sandbox(task_seconds=0.3)
+def test_a_bad_custom_zoom_is_explained_in_place(page: Page, studio):
+    log_in(page, studio)
+    page.get_by_role("textbox", name="Prompt").fill("lanterns over a river")
+    page.get_by_role("button", name="Imagine").click()
+    grid = newest_card(page)
+    wait_finished(grid)
+    grid.get_by_label("Actions for image 2").click()
+    grid.locator("input[name=zoom_factor]").nth(1).fill("2.5")
+    grid.get_by_role("button", name="Custom Zoom, image 2").click()
+    # The browser's own range check stops it first; without it the server's message shows.
+    assert Task.objects.count() == 1
+    grid.locator("input[name=zoom_factor]").nth(1).evaluate("el => { el.removeAttribute('max'); }")
+    grid.get_by_role("button", name="Custom Zoom, image 2").click()
+    expect(grid.get_by_role("alert")).to_contain_text("Custom zoom must be more than 1 and at most 2")
+    assert Task.objects.count() == 1

@@ -1,0 +1,171 @@
+"""Services against the real sandbox over HTTP: submit, webhooks or polling alone, mirroring, deadlines."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from generations import services
+from generations.models import Image, Task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def imagine(team, user, text="a red kite over dunes", **kwargs) -> Task:
+    task, _ = services.task_create_imagine(
+        team=team, user=user, text=text, mode="fast", aspect_ratio="1:1", idempotency_key=uuid.uuid4(), **kwargs
+    )
+    return task
+
+
+def poll_until_settled(*task_pks: int, seconds: float = 15.0) -> list[Task]:
+    """Run the poller's rounds (as `pollapiframe` does) until every task has left flight."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        services.tasks_poll()
+        tasks = list(Task.objects.filter(pk__in=task_pks))
+        if not any(t.is_in_flight for t in tasks):
+            return tasks
+        time.sleep(0.2)
+    raise AssertionError(f"still in flight: {[(t.pk, t.status) for t in Task.objects.filter(pk__in=task_pks)]}")
+
+
+@pytest.fixture
+def no_quiet_period(settings):
+    settings.MJSTUDIO_POLL_AFTER = 0
+
+
+@pytest.mark.sandbox(task_seconds=0.3, faults={"webhook_drop": 1.0})
+def test_polling_alone_finishes_tasks_when_every_webhook_is_lost(studio_upstream, alice, team, no_quiet_period):
+    tasks = [imagine(team, alice, text=f"a red kite over dunes {i}") for i in range(5)]
+    assert {t.status for t in Task.objects.all()} == {"pending"}  # submitted at once by the immediate queue
+    finished = poll_until_settled(*(t.pk for t in tasks))
+    assert {t.status for t in finished} == {"finished"}
+    for task in finished:
+        images = list(task.images.order_by("index"))
+        assert [i.index for i in images] == [1, 2, 3, 4]
+        assert all(i.is_mirrored and default_storage.exists(i.file.name) for i in images)
+        assert all((i.width, i.height) == (512, 512) for i in images)
+        assert all(default_storage.exists(i.thumbnail.name) and i.thumbnail.name.endswith(".webp") for i in images)
+
+
+@pytest.mark.sandbox(task_seconds=0.3)
+def test_webhooks_finish_a_task_without_polling(studio_upstream, alice, team, live_server, settings):
+    settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"
+    task = imagine(team, alice)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and task.images.filter(mirrored_at__isnull=False).count() < 4:
+        time.sleep(0.1)
+    task.refresh_from_db()
+    assert task.status == "finished"
+    assert task.images.filter(mirrored_at__isnull=False).count() == 4
+    assert task.webhook_deliveries.filter(outcome="applied").exists()
+    assert studio_upstream.engine.request_counts["/fetch-many"] == 0
+
+
+@pytest.mark.sandbox(task_seconds=0.2, faults={"webhook_drop": 1.0})
+def test_children_reach_apiframe_with_the_parents_upstream_id(studio_upstream, alice, team, no_quiet_period):
+    grid = imagine(team, alice)
+    (grid,) = poll_until_settled(grid.pk)
+    children = [
+        services.task_create_child(
+            parent=grid, user=alice, action=action, option=option, index=index, idempotency_key=uuid.uuid4()
+        )[0]
+        for action, option, index in [("pan", "left", 2), ("zoom", "1.5", 1), ("upscale", "subtle", 4)]
+    ]
+    settled = {t.action: t for t in poll_until_settled(*(c.pk for c in children))}
+    assert {t.status for t in settled.values()} == {"finished"}
+    (upscaled,) = settled["upscale"].images.all()
+    assert (upscaled.width, upscaled.height) == (1024, 1024)
+    pan_widths = {(i.width, i.height) for i in settled["pan"].images.all()}
+    assert pan_widths == {(768, 512)}
+
+
+@pytest.mark.sandbox(task_seconds=0.2, faults={"submit_429": 1.0})
+def test_a_rate_limited_submit_is_queued_again_and_not_failed(studio_upstream, alice, team, settings):
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    task = imagine(team, alice)
+    services.task_submit(task_id=task.pk)
+    task.refresh_from_db()
+    assert (task.status, task.submit_attempts, task.apiframe_task_id) == ("queued", 1, None)
+    from django.tasks import default_task_backend
+
+    retry = default_task_backend.results[-1]
+    assert retry.task.name == "submit_task" and retry.task.run_after > timezone.now()
+
+
+@pytest.mark.sandbox(task_seconds=0.2)
+def test_a_refused_prompt_fails_with_apiframes_reason(studio_upstream, alice, team):
+    banned = studio_upstream.engine.config.banned_words[0]
+    task = imagine(team, alice, text=f"a portrait, {banned}")
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error.startswith("Apiframe refused the request:") and banned in task.error
+    assert task.can_retry
+
+
+@pytest.mark.sandbox(task_seconds=0.2)
+def test_a_submit_runs_once_even_if_the_job_runs_twice(studio_upstream, alice, team):
+    task = imagine(team, alice)
+    services.task_submit(task_id=task.pk)  # a duplicate job delivery
+    assert studio_upstream.engine.request_counts["/pro/imagine"] == 1
+
+
+def test_overdue_tasks_time_out_with_a_reason(make_task):
+    past = timezone.now() - timedelta(seconds=1)
+    never_sent = make_task(status="queued", deadline=past)
+    silent = make_task(status="processing", upstream_id="up-1", deadline=past)
+    on_time = make_task(status="processing", upstream_id="up-2")
+    assert services.tasks_expire_overdue() == 2
+    for task in (never_sent, silent, on_time):
+        task.refresh_from_db()
+    assert (never_sent.status, silent.status, on_time.status) == ("timed_out", "timed_out", "processing")
+    assert "Never reached Apiframe" in never_sent.error
+    assert "no result before the deadline" in silent.error
+
+
+@pytest.mark.sandbox(task_seconds=0.2, faults={"cdn_error": 1.0, "webhook_drop": 1.0})
+def test_a_failed_download_keeps_no_half_file_and_is_tried_again(studio_upstream, alice, team, settings):
+    settings.MJSTUDIO_POLL_AFTER = 0
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    task = imagine(team, alice)
+    services.task_submit(task_id=task.pk)
+    time.sleep(1.0)
+    services.tasks_poll()
+    task.refresh_from_db()
+    assert task.status == "finished"
+    services.task_mirror_images(task_id=task.pk)
+    images = list(task.images.all())
+    assert all(not i.is_mirrored and i.mirror_attempts == 1 and "500" in i.mirror_error for i in images)
+    assert not default_storage.exists("images") or not default_storage.listdir("images")[1]
+    from django.tasks import default_task_backend
+
+    assert default_task_backend.results[-1].task.name == "mirror_task_images"  # tried again later
+
+    studio_upstream.engine.config.faults.clear()  # the CDN recovers
+    services.task_mirror_images(task_id=task.pk)
+    assert Image.objects.filter(task=task, mirrored_at__isnull=False).count() == 4
+
+
+def test_images_come_only_from_apiframe_hosts(settings):
+    settings.APIFRAME_IMAGE_HOSTS = ["cdn.apiframe.pro"]
+    with pytest.raises(services.MirrorError, match="not an Apiframe image host"):
+        services._download_image("http://169.254.169.254/latest/meta-data", session=requests.Session())
+    with pytest.raises(services.MirrorError, match="not an Apiframe image host"):
+        services._download_image("file:///etc/passwd", session=requests.Session())
+
+
+def test_a_file_that_is_not_an_image_is_refused():
+    with pytest.raises(services.MirrorError, match="not a valid image"):
+        services._verify_image(b"<html>not an image</html>")
