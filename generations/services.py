@@ -346,10 +346,22 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
     return never_sent + no_result
 
 
+WEBHOOKS_ALIVE_WINDOW = timedelta(minutes=1)
+
+
+def _poll_quiet_period(now: datetime) -> float:
+    """Seconds of silence before a task is fetched: long while webhooks arrive, short when none do."""
+    webhooks_alive = (
+        settings.APIFRAME_WEBHOOK_URL
+        and WebhookDelivery.objects.filter(received_at__gt=now - WEBHOOKS_ALIVE_WINDOW).exists()
+    )
+    return settings.MJSTUDIO_POLL_AFTER if webhooks_alive else settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS
+
+
 def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = None, limit: int = 200) -> int:
     """Fetch tasks that have been quiet too long (lost webhooks, or none at all behind NAT) via fetch-many."""
     now = now or timezone.now()
-    quiet_since = now - timedelta(seconds=settings.MJSTUDIO_POLL_AFTER)
+    quiet_since = now - timedelta(seconds=_poll_quiet_period(now))
     ids = list(
         Task.objects.filter(status__in=(Task.Status.PENDING, Task.Status.PROCESSING))
         .exclude(apiframe_task_id=None)

@@ -183,16 +183,28 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
 
 
+def _depth_first(tasks: list[Task]) -> list[tuple[Task, int]]:
+    """A lineage as (task, depth) pairs: each task followed by everything made from it, oldest first."""
+    children: dict[int | None, list[Task]] = {}
+    for node in tasks:
+        children.setdefault(node.parent_id, []).append(node)
+    ordered: list[tuple[Task, int]] = []
+
+    def visit(node: Task, depth: int) -> None:
+        ordered.append((node, min(depth, 5)))
+        for child in children.get(node.pk, []):
+            visit(child, depth + 1)
+
+    for root in children.get(None, []):
+        visit(root, 0)
+    return ordered
+
+
 @require_GET
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
-    lineage = list(
-        Task.objects.filter(root_id=task.root_id)
-        .select_related("created_by", "prompt")
-        .prefetch_related("images")
-        .order_by("created_at")
-    )
-    context = {"task": task, "lineage": lineage, "team": task.team}
+    tree = Task.objects.filter(root_id=task.root_id).select_related("created_by").order_by("created_at")
+    context = {"task": task, "lineage": _depth_first(list(tree)), "team": task.team}
     if request.htmx:
         return render(request, "generations/studio.html#task-card", context)
     return render(request, "generations/task_detail.html", context)

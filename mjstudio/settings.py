@@ -154,9 +154,11 @@ APIFRAME_IMAGE_HOSTS = env.list(
 # A task still unfinished this long after submission ends as "timed out" (the seed suggests an 80-120 s
 # wait per task; the rest is room for tasks queued behind the plan's concurrency limit).
 MJSTUDIO_TASK_TIMEOUT = env.float("MJSTUDIO_TASK_TIMEOUT", default=300.0)
-# The poller fetches an in-flight task only after this long without news. With webhooks on, news is expected
-# by webhook and polling is the safety net; without them (a laptop behind NAT) polling does all the work.
-MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=30.0 if APIFRAME_WEBHOOK_URL else 2.0)
+# The poller fetches an in-flight task only after this long without news: a long quiet period while webhooks
+# are arriving (polling is then only the safety net), a short one when none have come for a minute (webhooks
+# off, a laptop behind NAT, or a webhook URL that is silently broken): then polling does all the work.
+MJSTUDIO_POLL_AFTER = env.float("MJSTUDIO_POLL_AFTER", default=30.0)
+MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = env.float("MJSTUDIO_POLL_AFTER_NO_WEBHOOKS", default=2.0)
 # Credits Apiframe charges per action (its public price list); edit here when the plan changes.
 MJSTUDIO_CREDIT_PRICES = {"imagine": 4, "reroll": 4, "vary": 4, "pan": 4, "zoom": 4, "upscale": 4}
 MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024 * 1024)

@@ -99,6 +99,13 @@ def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts)
     lineage_link = vary.locator(".card__lineage a")
     expect(lineage_link).to_have_attribute("href", re.compile(rf"/tasks/{chain[2].pk}/$"))
 
+    page.set_viewport_size({"width": 1366, "height": 900})
+    vary.get_by_role("link", name="Details").click()
+    lineage = page.get_by_role("complementary", name="Lineage")
+    expect(lineage.get_by_role("listitem")).to_have_count(4)
+    expect(lineage.get_by_role("link", name="Vary (subtle) of image 1")).to_have_attribute("aria-current", "page")
+    page.screenshot(path=artifacts / "task-detail-desktop.png", full_page=True)
+
 
 @pytest.mark.sandbox(task_seconds=0.3)
 def test_a_bad_custom_zoom_is_explained_in_place(page: Page, studio):

@@ -43,7 +43,7 @@ def poll_until_settled(*task_pks: int, seconds: float = 15.0) -> list[Task]:
 
 @pytest.fixture
 def no_quiet_period(settings):
-    settings.MJSTUDIO_POLL_AFTER = 0
+    settings.MJSTUDIO_POLL_AFTER = settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = 0
 
 
 @pytest.mark.sandbox(task_seconds=0.3, faults={"webhook_drop": 1.0})
@@ -137,7 +137,7 @@ def test_overdue_tasks_time_out_with_a_reason(make_task):
 
 @pytest.mark.sandbox(task_seconds=0.2, faults={"cdn_error": 1.0, "webhook_drop": 1.0})
 def test_a_failed_download_keeps_no_half_file_and_is_tried_again(studio_upstream, alice, team, settings):
-    settings.MJSTUDIO_POLL_AFTER = 0
+    settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = 0
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
     task = imagine(team, alice)
     services.task_submit(task_id=task.pk)
@@ -169,3 +169,14 @@ def test_images_come_only_from_apiframe_hosts(settings):
 def test_a_file_that_is_not_an_image_is_refused():
     with pytest.raises(services.MirrorError, match="not a valid image"):
         services._verify_image(b"<html>not an image</html>")
+
+
+def test_the_poller_waits_longer_while_webhooks_arrive(make_task, settings):
+    settings.APIFRAME_WEBHOOK_URL = "https://studio.example.com/webhooks/apiframe/"
+    settings.MJSTUDIO_POLL_AFTER, settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = 30, 2
+    now = timezone.now()
+    assert services._poll_quiet_period(now) == 2  # no webhook for a minute: they may be broken, poll soon
+    services.webhook_record(body={"task_id": "x"}, state=None, outcome="unknown_task", task=None)
+    assert services._poll_quiet_period(now) == 30
+    settings.APIFRAME_WEBHOOK_URL = ""
+    assert services._poll_quiet_period(now) == 2

@@ -5,6 +5,7 @@ document.addEventListener("htmx:oobErrorNoTarget", (event) => {
   const cards = document.getElementById("cards");
   if (!cards || !(card instanceof HTMLElement) || !card.classList.contains("card")) return;
   document.getElementById("empty-state")?.remove();
+  card.classList.add("card--arriving");
   cards.prepend(card);
   htmx.process(card);
 });
