@@ -19,18 +19,24 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import DEMO_PASSWORD, DEMO_USER, django_setup, median, percentile, running_stack  # noqa: E402
+from bench.stack import DEMO_PASSWORD, DEMO_USER, django_setup, median, percentile, running_stack
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Records, per card, when all of its images had loaded (Date.now(), milliseconds since the epoch).
 SHOWN_AT_SCRIPT = """
 window.__shownAt = {};
 const look = () => document.querySelectorAll("article.card").forEach((card) => {
   if (window.__shownAt[card.id]) return;
   const images = card.querySelectorAll(".shot__link img");
-  if (images.length && [...images].every((i) => i.complete && i.naturalWidth > 0)) window.__shownAt[card.id] = Date.now();
+  const loaded = [...images].every((i) => i.complete && i.naturalWidth > 0);
+  if (images.length && loaded) window.__shownAt[card.id] = Date.now();
 });
 new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true});
 document.addEventListener("load", look, true);
@@ -81,8 +87,8 @@ def main() -> None:
                 task = Task.objects.filter(prompt__text__startswith=f"latency probe {i}:").first()
             finished: dict = {}
             watcher = threading.Thread(
-                target=sandbox_finished_at, args=(stack.sandbox_url, task.apiframe_task_id,
-                                                  settings.APIFRAME_API_KEY, finished)
+                target=sandbox_finished_at,
+                args=(stack.sandbox_url, task.apiframe_task_id, settings.APIFRAME_API_KEY, finished),
             )
             watcher.start()
             page.wait_for_function(f"() => window.__shownAt['task-{task.pk}']", timeout=60_000)
@@ -92,8 +98,10 @@ def main() -> None:
         browser.close()
 
     print(f"sandbox finished -> image shown in Chromium, {args.tasks} tasks (webhooks on, real worker):")
-    print(f"  median {median(latencies) * 1000:.0f} ms, p95 {percentile(latencies, 0.95) * 1000:.0f} ms, "
-          f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms (target p95 <= 1000 ms)")
+    print(
+        f"  median {median(latencies) * 1000:.0f} ms, p95 {percentile(latencies, 0.95) * 1000:.0f} ms, "
+        f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms (target p95 <= 1000 ms)"
+    )
 
 
 if __name__ == "__main__":
