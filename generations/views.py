@@ -4,6 +4,7 @@ import json
 import logging
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -24,7 +25,6 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from generations import services
 from generations.apiframe import InvalidPayload, TaskState
@@ -60,6 +60,14 @@ def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
     return get_object_or_404(tasks, pk=pk, team=_current_team(request))
 
 
+def _mine_only(request: HttpRequest) -> bool:
+    """The "mine only" toggle, from this URL or, for an htmx request, from the page that sent it."""
+    if "mine" in request.GET:
+        return request.GET["mine"] == "1"
+    current = request.htmx.current_url if request.htmx else None
+    return bool(current) and "mine=1" in urlsplit(current).query.split("&")
+
+
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
     tasks = Task.objects.for_team(team).select_related("prompt", "created_by", "parent__prompt")
     if mine_only:
@@ -83,7 +91,7 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
 
 def _studio_context(request: HttpRequest, **extra: object) -> dict:
     team = _current_team(request)
-    mine_only = request.GET.get("mine") == "1"
+    mine_only = _mine_only(request)
     return {
         "team": team,
         "teams": Team.objects.filter(memberships__user=request.user),
@@ -130,7 +138,7 @@ def _render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpRes
     context = {
         **context,
         "new_task": Task.objects.select_related("prompt", "created_by", "parent__prompt").get(pk=task.pk),
-        **_pulse_context(team, cursor=timezone.now(), mine_only=request.GET.get("mine") == "1"),
+        **_pulse_context(team, cursor=timezone.now(), mine_only=_mine_only(request)),
     }
     return render(request, "generations/new_task_response.html", context)
 
@@ -205,8 +213,6 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
     tree = Task.objects.filter(root_id=task.root_id).select_related("created_by").order_by("created_at")
     context = {"task": task, "lineage": _depth_first(list(tree)), "team": task.team}
-    if request.htmx:
-        return render(request, "generations/studio.html#task-card", context)
     return render(request, "generations/task_detail.html", context)
 
 
@@ -215,19 +221,20 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def studio_pulse(request: HttpRequest) -> HttpResponse:
     """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed."""
     team = _current_team(request)
-    mine_only = request.GET.get("mine") == "1"
-    since = parse_datetime(request.GET.get("since", "")) or timezone.now() - PULSE_LOOKBACK
+    mine_only = _mine_only(request)
     now = timezone.now()
+    try:
+        since = parse_datetime(request.GET.get("since", "")) or now
+    except ValueError:
+        since = now
     changed = Task.objects.for_team(team).filter(updated_at__gt=since - PULSE_LOOKBACK)
     if mine_only:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
-    cards = list(
-        changed.select_related("prompt", "created_by", "parent__prompt")
-        .prefetch_related("images")
-        .order_by("created_at")[:STUDIO_PAGE_SIZE]
-    )
+    recent = changed.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+    # Oldest first, so that cards new to the page, each put on top, end up newest on top.
+    cards = sorted(recent.order_by("-updated_at")[:STUDIO_PAGE_SIZE], key=lambda task: task.created_at)
     context = {"cards": cards, **_pulse_context(team, cursor=now, mine_only=mine_only)}
     return render(request, "generations/pulse_response.html", context)
 
@@ -236,8 +243,6 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
 def team_switch(request: HttpRequest) -> HttpResponse:
     membership = get_object_or_404(Membership, team_id=request.POST.get("team"), user=request.user)
     request.session["team_id"] = membership.team_id
-    if request.htmx:
-        return HttpResponseClientRedirect("/")
     return redirect("generations:studio")
 
 
@@ -270,7 +275,8 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
         services.webhook_count_rejection()
         return JsonResponse({"error": "bad secret"}, status=401)
     limit = settings.MJSTUDIO_WEBHOOK_MAX_BYTES
-    if int(request.headers.get("content-length") or 0) > limit or len(body := request.read(limit + 1)) > limit:
+    body = request.read(limit + 1)  # never more than the limit in memory, whatever Content-Length claims
+    if len(body) > limit:
         return JsonResponse({"error": "body too large"}, status=413)
     try:
         payload = json.loads(body)

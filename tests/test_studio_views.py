@@ -253,5 +253,23 @@ def test_images_are_served_to_the_team_only(alice_client, make_task, client, cha
     assert response.status_code == 200 and b"".join(response.streaming_content) == b"RIFF....WEBP"
     assert "private" in response["Cache-Control"]
     assert alice_client.get(f"/images/{image.pk}/full/").status_code == 404  # not saved yet
+    image.file.save("f.png", ContentFile(b"\x89PNG...."))
+    download = alice_client.get(f"/images/{image.pk}/full/", {"download": "1"})
+    assert download["Content-Disposition"] == f'attachment; filename="mjstudio-{task.pk}-1.png"'
     client.force_login(charlie)
     assert client.get(f"/images/{image.pk}/thumb/").status_code == 404
+
+
+def test_pulse_keeps_mine_only_from_the_page_that_asks(alice_client, make_task, bob):
+    hers, his = make_task(status="processing"), make_task(user=bob, status="processing")
+    since = (timezone.now() - timedelta(seconds=30)).isoformat()
+    headers = {**HTMX, "HX-Current-URL": "http://testserver/?mine=1"}
+    body = alice_client.get("/studio/pulse/", {"since": since}, headers=headers).content.decode()
+    assert f'id="task-{hers.pk}"' in body and f'id="task-{his.pk}"' not in body
+    assert "mine=1" in body  # the next pulse keeps asking for hers only
+
+
+def test_pulse_survives_a_mangled_cursor(alice_client, make_task):
+    make_task(status="finished", updated_at=timezone.now() - timedelta(minutes=1))
+    response = alice_client.get("/studio/pulse/", {"since": "2026-13-45T99:00:00"}, headers=HTMX)
+    assert response.status_code == 204
