@@ -186,6 +186,8 @@ class Task(models.Model):
 
 
 class Image(models.Model):
+    MIRROR_MAX_ATTEMPTS = 8  # backing off 2 s, 4 s ... 128 s between tries: about four minutes in all
+
     task = models.ForeignKey(Task, models.CASCADE, related_name="images")
     index = models.PositiveSmallIntegerField()  # 1-4 in a grid; 1 for an upscale
     source_url = models.URLField(max_length=1000)
@@ -214,6 +216,10 @@ class Image(models.Model):
     @property
     def is_mirrored(self) -> bool:
         return self.mirrored_at is not None
+
+    @property
+    def mirror_gave_up(self) -> bool:
+        return not self.is_mirrored and self.mirror_attempts >= self.MIRROR_MAX_ATTEMPTS
 
 
 class WebhookDelivery(models.Model):

@@ -40,7 +40,6 @@ from generations.models import Image, Membership, Prompt, RejectedWebhookCount, 
 logger = logging.getLogger(__name__)
 
 SUBMIT_MAX_ATTEMPTS = 5
-MIRROR_MAX_ATTEMPTS = 8
 THUMBNAIL_SIZE = (640, 640)
 
 
@@ -385,7 +384,7 @@ def images_requeue_unmirrored(*, now: datetime | None = None, older_than: float 
     task_ids = set(
         Image.objects.filter(
             mirrored_at=None,
-            mirror_attempts__lt=MIRROR_MAX_ATTEMPTS,
+            mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS,
             task__finished_at__lt=now - timedelta(seconds=older_than),
         ).values_list("task_id", flat=True)
     )
@@ -428,7 +427,7 @@ def task_mirror_images(*, task_id: int) -> None:
                 logger.warning("image %s of task %s not mirrored: %s", image.index, task_id, exc)
     # Tell live refresh the card changed (images arrived, or an error to show).
     Task.objects.filter(pk=task_id).update(updated_at=timezone.now())
-    if failed_attempts and failed_attempts < MIRROR_MAX_ATTEMPTS:
+    if failed_attempts and failed_attempts < Image.MIRROR_MAX_ATTEMPTS:
         delay = min(2**failed_attempts, 300)
         jobs.mirror_task_images.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(task_id)
 

@@ -79,7 +79,7 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
     busy = (
         Task.objects.for_team(team).in_flight().exists()
         or Image.objects.filter(
-            task__team=team, mirrored_at=None, mirror_attempts__lt=services.MIRROR_MAX_ATTEMPTS
+            task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
         ).exists()
     )
     return {
