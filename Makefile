@@ -23,9 +23,10 @@ run: install
 sandbox: install
 	$(PY) manage.py runsandbox
 
-# Lint, then the whole suite (browser tests included). pytest's exit 5 ("no tests ran") is a failure here.
+# Lint, check no migration is missing, then the whole suite (browser tests included). pytest's exit 5 ("no tests ran") is a failure here.
 test: install
 	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 

@@ -12,6 +12,7 @@ import io
 import logging
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -77,15 +78,24 @@ def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str,
     )
 
 
-def _task_create(*, idempotency_key: uuid.UUID, created_by: AbstractBaseUser, **fields: object) -> tuple[Task, bool]:
-    """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead."""
+def _task_create(
+    *,
+    idempotency_key: uuid.UUID,
+    created_by: AbstractBaseUser,
+    prompt_for: Callable[[], Prompt],
+    **fields: object,
+) -> tuple[Task, bool]:
+    """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
+
+    `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
+    """
     existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
     if existing:
         return existing, False
     now = timezone.now()
     try:
         with transaction.atomic():
-            prompt = fields.pop("prompt", None) or prompt_create(**fields.pop("new_prompt"))  # type: ignore[arg-type]
+            prompt = prompt_for()
             task = Task.objects.create(
                 prompt=prompt,
                 team=prompt.team,
@@ -115,9 +125,11 @@ def task_create_imagine(
     aspect_ratio: str,
     idempotency_key: uuid.UUID,
 ) -> tuple[Task, bool]:
-    new_prompt = {"team": team, "author": user, "text": text, "mode": mode, "aspect_ratio": aspect_ratio}
     return _task_create(
-        idempotency_key=idempotency_key, created_by=user, new_prompt=new_prompt, action=Task.Action.IMAGINE
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
+        action=Task.Action.IMAGINE,
     )
 
 
@@ -134,7 +146,7 @@ def task_create_child(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
-        prompt=parent.prompt,
+        prompt_for=lambda: parent.prompt,
         action=action,
         option=option,
         parent=parent,
@@ -148,7 +160,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
-        prompt=task.prompt,
+        prompt_for=lambda: task.prompt,
         action=task.action,
         option=task.option,
         parent=task.parent,
