@@ -234,7 +234,7 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
 
 
 def _submit_failure_message(exc: ApiframeError) -> str:
-    if getattr(exc, "maybe_created", False):
+    if exc.maybe_created:
         return "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
     return f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
 
