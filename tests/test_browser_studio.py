@@ -111,8 +111,9 @@ def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts)
 def test_a_bad_custom_zoom_is_explained_in_place(page: Page, studio):
     log_in(page, studio)
     page.get_by_role("textbox", name="Prompt").fill("lanterns over a river")
-    page.get_by_role("button", name="Imagine").click()
+    page.get_by_role("textbox", name="Prompt").press("Control+Enter")  # the keyboard way to Imagine
     grid = newest_card(page)
+    expect(grid).to_contain_text("lanterns over a river")
     wait_finished(grid)
     grid.get_by_label("Actions for image 2").click()
     grid.locator("input[name=zoom_factor]").nth(1).fill("2.5")

@@ -24,3 +24,19 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
 document.addEventListener("htmx:afterRequest", (event) => {
   if (event.detail.successful) event.detail.elt.closest("[popover]")?.hidePopover();
 });
+
+// A tab in the background asks for nothing; coming back, it catches up at once.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.elt.id === "pulse" && document.hidden) event.preventDefault();
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) htmx.trigger("#pulse", "catch-up");
+});
+
+// Ctrl+Enter (Cmd+Enter on a Mac) in the prompt sends it, as in most creative tools.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.id === "id_prompt") {
+    event.preventDefault();
+    event.target.form.requestSubmit();
+  }
+});
