@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django import forms
 
@@ -43,7 +43,7 @@ class ImagineForm(forms.Form):
 class ActionForm(forms.Form):
     """One click on an image's button: which action, which image, and the custom zoom factor if any."""
 
-    action = forms.CharField(error_messages={"required": "Choose an action."})
+    action = forms.CharField(max_length=32, error_messages={"required": "Choose an action."})
     index = forms.IntegerField(
         required=False,
         min_value=1,
@@ -55,7 +55,8 @@ class ActionForm(forms.Form):
             "max_value": "The image number must be 1, 2, 3 or 4.",
         },
     )
-    zoom_factor = forms.DecimalField(required=False, max_digits=4, decimal_places=2)
+    # Read only for "zoom:custom" (see clean): what sits in that box must not block another button.
+    zoom_factor = forms.CharField(required=False, max_length=16)
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args: object, parent: Task, **kwargs: object) -> None:
@@ -88,8 +89,11 @@ class ActionForm(forms.Form):
             raise forms.ValidationError("An upscale has a single image: use image 1.")
         name, _, option = action.partition(":")
         if option == "custom":
-            factor = data.get("zoom_factor")
-            if factor is None or not (Decimal(1) < factor <= Decimal(2)):
+            try:
+                factor = Decimal(data.get("zoom_factor", "").strip()).quantize(Decimal("0.01"))
+            except InvalidOperation:  # not a number, NaN, or out of any sane range
+                factor = None
+            if factor is None or not factor.is_finite() or not (Decimal(1) < factor <= Decimal(2)):
                 raise forms.ValidationError("Custom zoom must be more than 1 and at most 2 (for example 1.25).")
             option = format(factor.normalize(), "f")
         data["task_action"], data["task_option"] = name, option

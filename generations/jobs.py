@@ -12,6 +12,6 @@ def submit_task(task_id: int) -> None:
     services.task_submit(task_id=task_id)
 
 
-@task()
+@task(queue_name="mirror")
 def mirror_task_images(task_id: int) -> None:
     services.task_mirror_images(task_id=task_id)

@@ -191,7 +191,7 @@ class Image(models.Model):
     task = models.ForeignKey(Task, models.CASCADE, related_name="images")
     index = models.PositiveSmallIntegerField()  # 1-4 in a grid; 1 for an upscale
     source_url = models.URLField(max_length=1000)
-    # Stored under unguessable names; served only through views that check team and visibility.
+    # Stored under unguessable names; served only through a view that checks the team.
     file = models.FileField(upload_to="images/", blank=True)
     thumbnail = models.FileField(upload_to="thumbs/", blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
@@ -200,6 +200,8 @@ class Image(models.Model):
     size_bytes = models.PositiveIntegerField(null=True, blank=True)
     mirror_attempts = models.PositiveSmallIntegerField(default=0)
     mirror_error = models.CharField(max_length=300, blank=True)
+    # When the mirror job's own retry is due; the poller re-queues it if that moment passes unnoticed.
+    mirror_next_at = models.DateTimeField(null=True, blank=True)
     mirrored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

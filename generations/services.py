@@ -6,10 +6,11 @@ on-demand fetches all call it, and it is idempotent and monotonic.
 
 from __future__ import annotations
 
-import enum
+import contextlib
 import hashlib
 import io
 import logging
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 SUBMIT_MAX_ATTEMPTS = 5
 THUMBNAIL_SIZE = (640, 640)
+DOWNLOAD_SECONDS = 60  # for one image, however slowly the host drips it
 
 
 # --- Teams ------------------------------------------------------------------------------------------------
@@ -211,15 +213,19 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         return  # already sent, timed out, or taken by another worker
     task = Task.objects.select_related("prompt", "parent").get(pk=task_id)
     try:
-        upstream_id = _send_upstream(client or apiframe_client(), task)
+        with contextlib.nullcontext(client) if client else apiframe_client() as api:
+            upstream_id = _send_upstream(api, task)
     except (RateLimited, UpstreamUnavailable) as exc:
         if exc.maybe_created or task.submit_attempts >= SUBMIT_MAX_ATTEMPTS:
             # It may exist upstream already: sending again could pay twice. The user decides with Retry.
             _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
             return
-        delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 2**task.submit_attempts
-        Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(status=Task.Status.QUEUED)
-        jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=min(delay, 60))).enqueue(task_id)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        delay = min(retry_after or 2**task.submit_attempts, 60)
+        with transaction.atomic():
+            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(status=Task.Status.QUEUED)
+            later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))
+            transaction.on_commit(lambda: later.enqueue(task_id))
         logger.info("task %s: Apiframe busy (%s), trying again in %ss", task_id, exc, delay)
         return
     except ApiframeError as exc:
@@ -231,6 +237,16 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
         status=Task.Status.PENDING, last_heard_at=now, updated_at=now
     )
+    _apply_early_webhooks(upstream_id)
+
+
+def _apply_early_webhooks(upstream_id: str) -> None:
+    """Webhooks can beat Apiframe's answer to us: apply the ones logged as "unknown task" for this id."""
+    early = WebhookDelivery.objects.filter(
+        apiframe_task_id=upstream_id, outcome=WebhookDelivery.Outcome.UNKNOWN_TASK
+    ).order_by("received_at")
+    for delivery in early:
+        task_apply_state(state=TaskState.from_payload(delivery.body))
 
 
 def _submit_failure_message(exc: ApiframeError) -> str:
@@ -251,12 +267,6 @@ def _task_fail(task_id: int, reason: str, *, from_statuses: tuple[str, ...]) -> 
 # --- Applying Apiframe's answers --------------------------------------------------------------------------
 
 
-class Applied(enum.StrEnum):
-    APPLIED = "applied"
-    STALE = "stale"  # a duplicate, or older than what we have
-    UNKNOWN_TASK = "unknown_task"
-
-
 def _status_for(state: TaskState) -> str:
     if state.is_finished:
         return Task.Status.FINISHED
@@ -267,43 +277,64 @@ def _status_for(state: TaskState) -> str:
     return Task.Status.PENDING  # pending, staged, starting, retrying and anything unknown: still working
 
 
-def task_apply_state(*, state: TaskState, now: datetime | None = None) -> tuple[Applied, Task | None]:
+def _usable_urls(state: TaskState, *, limit: int) -> list[str]:
+    max_length = Image._meta.get_field("source_url").max_length
+    return [
+        url for url in state.result_urls[:limit] if len(url) <= max_length and urlsplit(url).scheme in ("http", "https")
+    ]
+
+
+def without_secrets(value: object) -> object:
+    """A copy of an Apiframe object with every "*secret*" key removed, however deep: never stored."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if "secret" not in str(k).lower()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
     """Apply one Apiframe task object (from a webhook, a poll or a fetch). Idempotent and monotonic.
 
-    An update lands only if it moves the task forward: a higher status rank, or a higher percentage while
-    processing. Finished, failed and timed-out tasks never change again, except that a late "finished"
-    still wins over our own timeout, so paid-for images are not thrown away.
+    An update lands only if it moves the task forward (Task.RANK): a higher status, or a higher percentage
+    while processing. Finished and failed never change again. Our own "timed out" gives way to Apiframe's
+    final word: a late finished keeps the paid-for images, a late failure gives the real reason.
     """
     task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status").first()
     if task is None:
-        return Applied.UNKNOWN_TASK, None
-    now = now or timezone.now()
+        return WebhookDelivery.Outcome.UNKNOWN_TASK, None
     status = _status_for(state)
-    changes: dict[str, object] = {"upstream_status": state.status[:20], "updated_at": now, "last_heard_at": now}
-    moves_forward = Q(status__in=[s for s, rank in Task.RANK.items() if rank < Task.RANK[status]])
-    urls: tuple[str, ...] = ()
-
+    changes: dict[str, object] = {"upstream_status": state.status[:20]}
+    urls: list[str] = []
     if status == Task.Status.FINISHED:
-        urls = state.result_urls[: 4 if task.is_grid else 1]
+        urls = _usable_urls(state, limit=4 if task.is_grid else 1)
         if not urls:
-            status = Task.Status.FAILED
-            changes["error"] = "Apiframe reported the task finished but sent no images."
-        else:
-            moves_forward |= Q(status=Task.Status.TIMED_OUT)
-            changes.update(percentage=100, error="", credits=credits_for(task.action))
-        changes.update(finished_at=now, started_at=Coalesce("started_at", now), result=state.raw)
+            # "Finished" without images is not a result: keep waiting, the poller asks again.
+            logger.warning("task %s: finished without usable image URLs", task.pk)
+            status = Task.Status.PROCESSING
+    if status == Task.Status.FINISHED:
+        changes.update(percentage=100, error="", credits=credits_for(task.action), result=without_secrets(state.raw))
     elif status == Task.Status.FAILED:
-        changes.update(error=(state.error or "Midjourney could not complete this task.")[:500], finished_at=now)
-        changes["result"] = state.raw
+        error = state.error or "Midjourney could not complete this task."
+        changes.update(error=error[:500], result=without_secrets(state.raw))
     elif status == Task.Status.PROCESSING:
-        percentage = state.percentage or 0
-        moves_forward |= Q(status=Task.Status.PROCESSING, percentage__lt=percentage)
-        changes.update(percentage=percentage, started_at=Coalesce("started_at", now))
+        changes["percentage"] = min(state.percentage or 0, 99)
+    moves_forward = Q(status__in=[s for s, rank in Task.RANK.items() if rank < Task.RANK[status]])
+    if status == Task.Status.PROCESSING:
+        moves_forward |= Q(status=Task.Status.PROCESSING, percentage__lt=changes["percentage"])
 
     with transaction.atomic():
+        # Stamped once the write lock is ours, so that live refresh (which asks "changed since?") sees
+        # changes in about the order they commit.
+        now = timezone.now()
+        changes.update(updated_at=now, last_heard_at=now)
+        if status in (Task.Status.FINISHED, Task.Status.FAILED):
+            changes["finished_at"] = now
+        if status in (Task.Status.FINISHED, Task.Status.PROCESSING):
+            changes["started_at"] = Coalesce("started_at", now)
         if not Task.objects.filter(moves_forward, pk=task.pk).update(status=status, **changes):
             Task.objects.filter(pk=task.pk).update(last_heard_at=now)  # it is alive: no need to poll it
-            return Applied.STALE, task
+            return WebhookDelivery.Outcome.STALE, task
         if urls:
             Image.objects.bulk_create(
                 [Image(task_id=task.pk, index=i, source_url=url) for i, url in enumerate(urls, start=1)],
@@ -311,7 +342,7 @@ def task_apply_state(*, state: TaskState, now: datetime | None = None) -> tuple[
             )
             transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
     task.status = status
-    return Applied.APPLIED, task
+    return WebhookDelivery.Outcome.APPLIED, task
 
 
 def credits_for(action: str) -> int:
@@ -319,7 +350,7 @@ def credits_for(action: str) -> int:
 
 
 def webhook_record(*, body: dict, state: TaskState | None, outcome: str, task: Task | None) -> WebhookDelivery:
-    body = {k: v for k, v in body.items() if "secret" not in k.lower()}  # never keep a secret, even echoed
+    body = without_secrets(body)  # never keep a secret, even echoed back
     return WebhookDelivery.objects.create(
         apiframe_task_id=(state.task_id if state else str(body.get("task_id", "")))[:64],
         reported_status=(state.status if state else str(body.get("status", "")))[:20],
@@ -342,19 +373,23 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
     """End every task past its deadline as timed out, with the reason the user will read."""
     now = now or timezone.now()
     overdue = Task.objects.in_flight().filter(deadline__lt=now)
-    never_sent = overdue.filter(apiframe_task_id=None).update(
-        status=Task.Status.TIMED_OUT,
-        error="Never reached Apiframe before the deadline (queue or worker down). Retry to send it again.",
-        finished_at=now,
-        updated_at=now,
-    )
-    no_result = overdue.update(
-        status=Task.Status.TIMED_OUT,
-        error="Apiframe sent no result before the deadline. Retry, or wait: a late result still lands.",
-        finished_at=now,
-        updated_at=now,
-    )
-    return never_sent + no_result
+    reasons = [
+        (
+            Q(status=Task.Status.QUEUED),
+            "Never reached Apiframe before the deadline (the queue or the worker is down). Retry to send it.",
+        ),
+        (
+            Q(apiframe_task_id=None),  # a worker was still sending it, or died doing so
+            "Sending to Apiframe did not complete before the deadline; it may still run there. Retry to send it again.",
+        ),
+        (Q(), "Apiframe sent no result before the deadline. A late result still lands here, or Retry."),
+    ]
+    expired = 0
+    for which, reason in reasons:
+        expired += overdue.filter(which).update(
+            status=Task.Status.TIMED_OUT, error=reason, finished_at=now, updated_at=now
+        )
+    return expired
 
 
 WEBHOOKS_ALIVE_WINDOW = timedelta(minutes=1)
@@ -369,14 +404,26 @@ def _poll_quiet_period(now: datetime) -> float:
     return settings.MJSTUDIO_POLL_AFTER if webhooks_alive else settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS
 
 
+# A timed-out task is still asked about now and then, so that a late result lands even without webhooks.
+LATE_RESULT_WINDOW = timedelta(hours=6)
+LATE_RESULT_POLL_EVERY = timedelta(minutes=5)
+
+
 def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = None, limit: int = 200) -> int:
     """Fetch tasks that have been quiet too long (lost webhooks, or none at all behind NAT) via fetch-many."""
     now = now or timezone.now()
     quiet_since = now - timedelta(seconds=_poll_quiet_period(now))
+    in_flight = Q(status__in=(Task.Status.PENDING, Task.Status.PROCESSING)) & (
+        Q(last_heard_at__lt=quiet_since) | Q(last_heard_at=None)
+    )
+    late = Q(
+        status=Task.Status.TIMED_OUT,
+        finished_at__gt=now - LATE_RESULT_WINDOW,
+        last_heard_at__lt=now - LATE_RESULT_POLL_EVERY,
+    )
     ids = list(
-        Task.objects.filter(status__in=(Task.Status.PENDING, Task.Status.PROCESSING))
+        Task.objects.filter(in_flight | late)
         .exclude(apiframe_task_id=None)
-        .filter(Q(last_heard_at__lt=quiet_since) | Q(last_heard_at=None))
         .order_by("last_heard_at")
         .values_list("apiframe_task_id", flat=True)[:limit]
     )
@@ -384,21 +431,24 @@ def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = N
         return 0
     # Asked now: whatever the answer, leave these alone for another quiet period.
     Task.objects.filter(apiframe_task_id__in=ids).update(last_heard_at=now)
-    states = (client or apiframe_client()).fetch_many(ids)
+    with contextlib.nullcontext(client) if client else apiframe_client() as api:
+        states = api.fetch_many(ids)
     for state in states:
-        task_apply_state(state=state)
+        try:
+            task_apply_state(state=state)
+        except Exception:  # one odd answer must not stop the others from landing
+            logger.exception("could not apply Apiframe's state for %s", state.task_id)
     return len(states)
 
 
-def images_requeue_unmirrored(*, now: datetime | None = None, older_than: float = 60.0) -> int:
-    """Queue the mirror again for finished tasks whose images are still missing (a worker died, a CDN hiccup)."""
+def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.0) -> int:
+    """Queue the mirror again where its own retry is overdue (a worker died mid-job, a job was lost)."""
     now = now or timezone.now()
+    lost = now - timedelta(seconds=grace)
     task_ids = set(
-        Image.objects.filter(
-            mirrored_at=None,
-            mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS,
-            task__finished_at__lt=now - timedelta(seconds=older_than),
-        ).values_list("task_id", flat=True)
+        Image.objects.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
+        .filter(Q(mirror_next_at__lt=lost) | Q(mirror_next_at=None, task__finished_at__lt=lost))
+        .values_list("task_id", flat=True)
     )
     for task_id in task_ids:
         jobs.mirror_task_images.enqueue(task_id)
@@ -426,25 +476,29 @@ def task_mirror_images(*, task_id: int) -> None:
     pending = list(Image.objects.filter(task_id=task_id, mirrored_at=None))
     if not pending:
         return
-    failed_attempts = 0
+    retry_in = None
     with requests.Session() as session:
         for image in pending:
             try:
                 image_mirror(image=image, session=session)
-            except MirrorError as exc:
-                Image.objects.filter(pk=image.pk).update(
-                    mirror_attempts=F("mirror_attempts") + 1, mirror_error=str(exc)[:300]
-                )
-                failed_attempts = max(failed_attempts, image.mirror_attempts + 1)
+            except Exception as exc:  # a CDN error, a bad file, a full disk: each counts as one attempt
                 logger.warning("image %s of task %s not mirrored: %s", image.index, task_id, exc)
+                attempts = image.mirror_attempts + 1
+                delay = timedelta(seconds=min(2**attempts, 300))
+                Image.objects.filter(pk=image.pk).update(
+                    mirror_attempts=attempts,
+                    mirror_error=(str(exc) if isinstance(exc, MirrorError) else exc.__class__.__name__)[:300],
+                    mirror_next_at=timezone.now() + delay if attempts < Image.MIRROR_MAX_ATTEMPTS else None,
+                )
+                if attempts < Image.MIRROR_MAX_ATTEMPTS:
+                    retry_in = min(retry_in or delay, delay)
     # Tell live refresh the card changed (images arrived, or an error to show).
     Task.objects.filter(pk=task_id).update(updated_at=timezone.now())
-    if failed_attempts and failed_attempts < Image.MIRROR_MAX_ATTEMPTS:
-        delay = min(2**failed_attempts, 300)
-        jobs.mirror_task_images.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(task_id)
+    if retry_in:
+        jobs.mirror_task_images.using(run_after=timezone.now() + retry_in).enqueue(task_id)
 
 
-def image_mirror(*, image: Image, session: requests.Session) -> bool:
+def image_mirror(*, image: Image, session: requests.Session) -> None:
     downloaded = _download_image(image.source_url, session=session)
     stem = uuid.uuid4().hex  # unguessable: files are only ever served through permission-checking views
     file_name = default_storage.save(f"images/{stem}.{downloaded.extension}", ContentFile(downloaded.data))
@@ -466,16 +520,24 @@ def image_mirror(*, image: Image, session: requests.Session) -> bool:
     if not stored:  # another worker stored it first: drop our copy
         default_storage.delete(file_name)
         default_storage.delete(thumb_name)
-    return bool(stored)
+
+
+def _is_image_host(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return False
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    return host in settings.APIFRAME_IMAGE_HOSTS
 
 
 def _download_image(url: str, *, session: requests.Session) -> _Downloaded:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.netloc not in settings.APIFRAME_IMAGE_HOSTS:
-        raise MirrorError(f"refusing to download from {parts.netloc or url!r}: not an Apiframe image host")
+    if not _is_image_host(url):
+        raise MirrorError(f"refusing to download from {urlsplit(url).netloc or url!r}: not an Apiframe image host")
     limit = settings.MJSTUDIO_MAX_IMAGE_BYTES
+    deadline = time.monotonic() + DOWNLOAD_SECONDS
     try:
-        with session.get(url, stream=True, timeout=(5, 30)) as response:
+        # No redirects: a redirect could lead past the host check to anywhere (our own network included).
+        with session.get(url, stream=True, timeout=(5, 15), allow_redirects=False) as response:
             if response.status_code != 200:
                 raise MirrorError(f"image host answered {response.status_code}")
             chunks, size = [], 0
@@ -483,11 +545,12 @@ def _download_image(url: str, *, session: requests.Session) -> _Downloaded:
                 size += len(chunk)
                 if size > limit:
                     raise MirrorError(f"image larger than {limit} bytes")
+                if time.monotonic() > deadline:
+                    raise MirrorError(f"download took longer than {DOWNLOAD_SECONDS} s")
                 chunks.append(chunk)
     except requests.RequestException as exc:
         raise MirrorError(f"download failed: {exc.__class__.__name__}") from exc
-    data = b"".join(chunks)
-    return _verify_image(data)
+    return _verify_image(b"".join(chunks))
 
 
 def _verify_image(data: bytes) -> _Downloaded:

@@ -15,7 +15,6 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBadRequest,
     JsonResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
@@ -176,9 +175,13 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         key = uuid.UUID(request.POST.get("idempotency_key", ""))
     except ValueError:
-        return HttpResponseBadRequest("Missing or malformed idempotency key.")
-    if not failed.can_retry:
-        message = "Only a failed or timed-out task can be retried."
+        key = None
+    if key is None or not failed.can_retry:
+        message = (
+            "Only a failed or timed-out task can be retried."
+            if key
+            else "This page is out of date: reload it and try again."
+        )
         if request.htmx:
             return render(
                 request, "generations/studio.html#action-error", {"task": failed, "message": message}, status=422
@@ -211,7 +214,8 @@ def _depth_first(tasks: list[Task]) -> list[tuple[Task, int]]:
 @require_GET
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
-    tree = Task.objects.filter(root_id=task.root_id).select_related("created_by").order_by("created_at")
+    tree = Task.objects.for_team(task.team).filter(root_id=task.root_id).select_related("created_by")
+    tree = tree.order_by("created_at")
     context = {"task": task, "lineage": _depth_first(list(tree)), "team": task.team}
     return render(request, "generations/task_detail.html", context)
 
@@ -224,10 +228,10 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     mine_only = _mine_only(request)
     now = timezone.now()
     try:
-        since = parse_datetime(request.GET.get("since", "")) or now
-    except ValueError:
-        since = now
-    changed = Task.objects.for_team(team).filter(updated_at__gt=since - PULSE_LOOKBACK)
+        since = (parse_datetime(request.GET.get("since", "")) or now) - PULSE_LOOKBACK
+    except (ValueError, OverflowError):
+        since = now - PULSE_LOOKBACK
+    changed = Task.objects.for_team(team).filter(updated_at__gt=since)
     if mine_only:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
@@ -241,7 +245,8 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def team_switch(request: HttpRequest) -> HttpResponse:
-    membership = get_object_or_404(Membership, team_id=request.POST.get("team"), user=request.user)
+    team_id = request.POST.get("team", "")
+    membership = get_object_or_404(Membership, team_id=int(team_id) if team_id.isdigit() else 0, user=request.user)
     request.session["team_id"] = membership.team_id
     return redirect("generations:studio")
 
@@ -255,13 +260,18 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
-    response = FileResponse(field.open("rb"), as_attachment=request.GET.get("download") == "1")
+    try:
+        opened = field.open("rb")
+    except OSError as exc:
+        logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
+        raise Http404("This image file is missing.") from exc
+    response = FileResponse(opened, as_attachment=request.GET.get("download") == "1")
     if variant != "thumb" and response.get("Content-Disposition", "").startswith("attachment"):
         response["Content-Disposition"] = (
             f'attachment; filename="mjstudio-{image.task_id}-{image.index}.{field.name.rsplit(".", 1)[-1]}"'
         )
-    # Content never changes under a name; private because only team members may see it.
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    # Private: only team members may see it. Short-lived, so that hiding an image takes effect soon.
+    response["Cache-Control"] = "private, max-age=3600"
     return response
 
 
@@ -280,7 +290,7 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "body too large"}, status=413)
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return JsonResponse({"error": "body is not JSON"}, status=400)
     if not isinstance(payload, dict):
         return JsonResponse({"error": "body is not a JSON object"}, status=400)

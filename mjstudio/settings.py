@@ -48,10 +48,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "generations.middleware.HtmxLoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "mjstudio.urls"
@@ -91,10 +91,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Background work: django.tasks on the database queue (`manage.py db_worker`) by default;
 # TASKS_BACKEND=django_tasks_rq.RQBackend plus REDIS_URL moves it to Redis for many workers.
-TASKS = {"default": {"BACKEND": env("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}}
+# Two queues: "default" for the quick calls to Apiframe, "mirror" for image downloads, which can be slow and
+# must never hold a submission back.
+TASK_QUEUES = ["default", "mirror"]
+TASKS = {
+    "default": {
+        "BACKEND": env("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend"),
+        "QUEUES": TASK_QUEUES,
+    }
+}
 if TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
     INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
-    RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
+    RQ_QUEUES = {name: {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")} for name in TASK_QUEUES}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -115,7 +123,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
-# Media is never served as public files: image views check team and visibility first.
+# Media is never served as public files: image views check the team first.
 MEDIA_URL = "/media-not-public/"
 
 STORAGES = {
@@ -163,7 +171,7 @@ MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = env.float("MJSTUDIO_POLL_AFTER_NO_WEBHOOKS", d
 # Credits Apiframe charges per action (its public price list); edit here when the plan changes.
 MJSTUDIO_CREDIT_PRICES = {"imagine": 4, "reroll": 4, "vary": 4, "pan": 4, "zoom": 4, "upscale": 4}
 MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024 * 1024)
-MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=64_000_000)
+MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=25_000_000)  # 4x upscales fit
 MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 * 1024)
 
 # --- Security ---------------------------------------------------------------------------------------------

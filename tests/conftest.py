@@ -40,10 +40,13 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator:
 
 
 @pytest.fixture(autouse=True)
-def _test_settings(settings) -> None:
-    """Background jobs are recorded, not run, unless a test asks for a real queue; passwords hash fast."""
-    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+def _test_settings(settings, tmp_path) -> None:
+    """Jobs are recorded, not run, unless a test asks for a real queue; files go to a temporary folder."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": settings.TASK_QUEUES}
+    }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture
@@ -150,7 +153,9 @@ def studio_upstream(sandbox, settings):
     settings.APIFRAME_API_KEY = sandbox.engine.config.api_key
     settings.APIFRAME_IMAGE_HOSTS = [urlsplit(sandbox.url).netloc]
     settings.APIFRAME_WEBHOOK_URL = ""
-    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend", "QUEUES": settings.TASK_QUEUES}
+    }
     return sandbox
 
 

@@ -26,6 +26,9 @@ def manage(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProces
 
 PRODUCTION = {
     "DJANGO_DEBUG": "false",
+    "APIFRAME_BASE_URL": "https://api.apiframe.ai/pro",
+    "APIFRAME_FETCH_URL": "https://api.apiframe.ai",
+    "APIFRAME_API_KEY": "a-key-from-the-environment",
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
     "DJANGO_ALLOWED_HOSTS": "studio.example.com",
     "APIFRAME_WEBHOOK_SECRET": "whsec-from-the-environment",
@@ -54,3 +57,10 @@ def test_local_sqlite_runs_in_wal_mode_with_immediate_transactions(tmp_path):
     result = manage("shell", "-c", script, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].split() == ["wal", "IMMEDIATE"]
+
+
+def test_check_deploy_refuses_the_sandbox_in_production(tmp_path):
+    env = {k: v for k, v in PRODUCTION.items() if not k.startswith("APIFRAME_") or "SECRET" in k}
+    result = manage("check", "--deploy", tmp_path=tmp_path, **env)
+    assert result.returncode != 0
+    assert "generations.E001" in result.stderr

@@ -32,6 +32,20 @@ def test_pages_require_login(client, db, url):
     assert response["Location"].startswith("/accounts/login/")
 
 
+@pytest.mark.parametrize("url", ["/tasks/", "/tasks/1/act/", "/tasks/1/retry/", "/team/"])
+def test_actions_require_login(client, db, url):
+    response = client.post(url, {"prompt": "x"})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert not Task.objects.exists()
+
+
+def test_an_expired_session_sends_htmx_to_the_login_page(client, db):
+    response = client.get("/studio/pulse/", headers=HTMX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/accounts/login/")
+
+
 def test_health_needs_no_login(client, db):
     assert client.get("/health/").json() == {"status": "ok"}
 
@@ -240,7 +254,7 @@ def test_pulse_sends_changed_cards_out_of_band(alice_client, make_task, bob, cha
     assert response.status_code == 200
     assert f'id="task-{changed.pk}"' in body and 'hx-swap-oob="true"' in body
     assert f'id="task-{foreign.pk}"' not in body
-    assert 'hx-trigger="every 0.5s"' in body  # something is in flight: the page keeps asking often
+    assert 'hx-trigger="every 0.5s, catch-up"' in body  # something is in flight: the page keeps asking often
 
 
 def test_images_are_served_to_the_team_only(alice_client, make_task, client, charlie):
@@ -273,3 +287,38 @@ def test_pulse_survives_a_mangled_cursor(alice_client, make_task):
     make_task(status="finished", updated_at=timezone.now() - timedelta(minutes=1))
     response = alice_client.get("/studio/pulse/", {"since": "2026-13-45T99:00:00"}, headers=HTMX)
     assert response.status_code == 204
+
+
+@pytest.mark.parametrize("factor", ["abc", "NaN", "Infinity", "1e999", "", "1.004"])
+def test_a_custom_zoom_that_is_not_a_number_in_range_is_explained(alice_client, make_task, factor):
+    parent = make_task(status="finished", upstream_id="up-1")
+    response = _act(alice_client, parent, action="zoom:custom", zoom_factor=factor)
+    assert response.status_code == 422
+    assert "Custom zoom must be more than 1 and at most 2" in response.content.decode()
+
+
+def test_what_sits_in_the_zoom_box_does_not_block_another_button(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    assert _act(alice_client, parent, action="vary:strong", zoom_factor="oops").status_code == 200
+
+
+def test_odd_inputs_get_answers_not_errors(alice_client, make_task):
+    task = make_task(status="failed")
+    assert alice_client.post("/team/", {"team": "abc"}).status_code == 404
+    pulse = alice_client.get("/studio/pulse/", {"since": "0001-01-01T00:00:00+00:00"}, headers=HTMX)
+    assert pulse.status_code == 200
+    retry = alice_client.post(f"/tasks/{task.pk}/retry/", {"idempotency_key": "nope"}, headers=HTMX)
+    assert retry.status_code == 422 and "reload it" in retry.content.decode()
+    assert _act(alice_client, task, action="x" * 500).status_code == 422
+
+
+def test_a_missing_image_file_is_a_404(alice_client, make_task):
+    task = make_task(status="finished")
+    image = Image.objects.create(
+        task=task,
+        index=1,
+        source_url="https://cdn.apiframe.pro/x.png",
+        thumbnail="thumbs/gone.webp",
+        mirrored_at=timezone.now(),
+    )
+    assert alice_client.get(f"/images/{image.pk}/thumb/").status_code == 404

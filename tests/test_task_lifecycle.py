@@ -17,11 +17,6 @@ from generations.models import Image, Task
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def imagine(team, user, text="a red kite over dunes", **kwargs) -> Task:
     task, _ = services.task_create_imagine(
         team=team, user=user, text=text, mode="fast", aspect_ratio="1:1", idempotency_key=uuid.uuid4(), **kwargs
@@ -94,7 +89,9 @@ def test_children_reach_apiframe_with_the_parents_upstream_id(studio_upstream, a
 
 @pytest.mark.sandbox(task_seconds=0.2, faults={"submit_429": 1.0})
 def test_a_rate_limited_submit_is_queued_again_and_not_failed(studio_upstream, alice, team, settings):
-    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": settings.TASK_QUEUES}
+    }
     task = imagine(team, alice)
     services.task_submit(task_id=task.pk)
     task.refresh_from_db()
@@ -138,7 +135,9 @@ def test_overdue_tasks_time_out_with_a_reason(make_task):
 @pytest.mark.sandbox(task_seconds=0.2, faults={"cdn_error": 1.0, "webhook_drop": 1.0})
 def test_a_failed_download_keeps_no_half_file_and_is_tried_again(studio_upstream, alice, team, settings):
     settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS = 0
-    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": settings.TASK_QUEUES}
+    }
     task = imagine(team, alice)
     services.task_submit(task_id=task.pk)
     time.sleep(1.0)
@@ -180,3 +179,97 @@ def test_the_poller_waits_longer_while_webhooks_arrive(make_task, settings):
     assert services._poll_quiet_period(now) == 30
     settings.APIFRAME_WEBHOOK_URL = ""
     assert services._poll_quiet_period(now) == 2
+
+
+@pytest.mark.sandbox(task_seconds=0.2, faults={"webhook_drop": 1.0})
+def test_a_late_result_lands_on_a_timed_out_task_by_polling(studio_upstream, alice, team, no_quiet_period):
+    task = imagine(team, alice)
+    Task.objects.filter(pk=task.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    services.tasks_expire_overdue()
+    task.refresh_from_db()
+    assert task.status == "timed_out"
+    time.sleep(0.8)  # meanwhile Apiframe finishes it
+    services.tasks_poll()
+    assert Task.objects.get(pk=task.pk).status == "timed_out"  # asked again only every few minutes
+    Task.objects.filter(pk=task.pk).update(last_heard_at=timezone.now() - services.LATE_RESULT_POLL_EVERY)
+    services.tasks_poll()
+    task.refresh_from_db()
+    assert (task.status, task.error) == ("finished", "")
+    assert task.images.count() == 4
+
+
+def test_a_webhook_that_beats_the_submit_answer_is_applied_after_it(alice, team, payload):
+    from generations.apiframe import TaskState
+
+    early = TaskState.from_json(payload("processing.json"))
+    assert services.task_apply_state(state=early) == ("unknown_task", None)
+    services.webhook_record(body=early.raw, state=early, outcome="unknown_task", task=None)
+
+    class Upstream:  # Apiframe answering the submit a moment after its first webhook
+        def imagine(self, **kwargs):
+            return early.task_id
+
+    task = imagine(team, alice)
+    services.task_submit(task_id=task.pk, client=Upstream())
+    task.refresh_from_db()
+    assert (task.status, task.percentage, task.apiframe_task_id) == ("processing", 40, early.task_id)
+
+
+def test_a_task_being_sent_at_its_deadline_is_not_told_it_never_reached_apiframe(make_task):
+    past = timezone.now() - timedelta(seconds=1)
+    sending = make_task(status="submitting", deadline=past)
+    services.tasks_expire_overdue()
+    sending.refresh_from_db()
+    assert sending.status == "timed_out"
+    assert "may still run there" in sending.error
+
+
+def test_a_redirect_from_the_image_host_is_not_followed(settings):
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.APIFRAME_IMAGE_HOSTS = [f"127.0.0.1:{server.server_port}"]
+        with pytest.raises(services.MirrorError, match="answered 302"):
+            services._download_image(f"http://127.0.0.1:{server.server_port}/1.png", session=requests.Session())
+    finally:
+        server.shutdown()
+
+
+def test_host_checks_ignore_userinfo_tricks(settings):
+    settings.APIFRAME_IMAGE_HOSTS = ["cdn.apiframe.pro"]
+    assert services._is_image_host("https://cdn.apiframe.pro/a.png")
+    assert not services._is_image_host("https://cdn.apiframe.pro@evil.example/a.png")
+    assert not services._is_image_host("https://user:pw@cdn.apiframe.pro/a.png")
+    assert not services._is_image_host("https://cdn.apiframe.pro.evil.example/a.png")
+
+
+def test_an_unexpected_storage_error_counts_as_an_attempt_and_is_retried_later(make_task, monkeypatch):
+    task = make_task(status="finished")
+    Image.objects.create(task=task, index=1, source_url="https://cdn.apiframe.pro/1.png")
+
+    def broken(**kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services, "image_mirror", broken)
+    services.task_mirror_images(task_id=task.pk)
+    image = task.images.get()
+    assert (image.mirror_attempts, image.mirror_error, image.is_mirrored) == (1, "OSError", False)
+    assert image.mirror_next_at > timezone.now()
+    from django.tasks import default_task_backend
+
+    assert default_task_backend.results[-1].task.name == "mirror_task_images"
+    # The sweep leaves a retry that is on schedule alone, and picks one up once it is overdue.
+    assert services.images_requeue_unmirrored() == 0
+    assert services.images_requeue_unmirrored(now=image.mirror_next_at + timedelta(minutes=5)) == 1

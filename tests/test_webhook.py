@@ -177,3 +177,25 @@ def test_it_needs_no_login_and_no_csrf_token(post, payload, task):
     )
     assert response.status_code == 200
     assert Task.objects.get(pk=task.pk).status == "processing"
+
+
+def test_finished_without_images_keeps_the_task_waiting_for_the_real_result(post, payload, task):
+    body = json.loads(payload("finished_grid.json"))
+    post(json.dumps({**body, "image_urls": [], "original_image_url": None}).encode())
+    task.refresh_from_db()
+    assert task.status == "processing" and not task.images.exists()
+    post(payload("finished_grid.json"))
+    task.refresh_from_db()
+    assert task.status == "finished" and task.images.count() == 4
+
+
+def test_no_secret_is_kept_in_the_task_result_either(post, payload, task):
+    body = {**json.loads(payload("failed.json")), "webhook_secret": "whsec_test", "meta": {"x_secret": "s"}}
+    post(json.dumps(body).encode())
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert "whsec_test" not in json.dumps(task.result) and "x_secret" not in json.dumps(task.result)
+
+
+def test_deeply_nested_json_is_refused_not_crashed_on(post, task):
+    assert post(b"[" * 100_000 + b"]" * 100_000).status_code in (400, 413)

@@ -27,20 +27,29 @@ class Command(BaseCommand):
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         processes: dict[str, list[str]] = {}
-        if settings.APIFRAME_IS_SANDBOX:
+        if settings.APIFRAME_IS_SANDBOX and settings.DEBUG:
             env.setdefault("SANDBOX_TASK_SECONDS", "6")
             env.setdefault("APIFRAME_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/apiframe/")
             processes["sandbox"] = [*manage, "runsandbox", settings.SANDBOX_ADDR]
             self._create_demo_logins()
         processes["web"] = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
-        processes["worker"] = [*manage, "db_worker", "--interval", "0.2", "--no-reload", "--no-startup-delay"]
-        if settings.TASKS["default"]["BACKEND"] != "django_tasks_db.DatabaseBackend":
-            del processes["worker"]  # another queue (RQ) runs its own workers
+        if settings.TASKS["default"]["BACKEND"] == "django_tasks_db.DatabaseBackend":  # RQ runs its own workers
+            for queue in settings.TASK_QUEUES:
+                processes[f"worker:{queue}"] = [
+                    *manage,
+                    "db_worker",
+                    "--queue-name",
+                    queue,
+                    "--interval",
+                    "0.2",
+                    "--no-reload",
+                    "--no-startup-delay",
+                ]
         processes["poller"] = [*manage, "pollapiframe"]
 
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
         self._wait_for_web(port, children["web"])
-        self._announce(port)
+        self._announce(port, sandbox="sandbox" in processes)
         stopping = False
 
         def stop(*_: object) -> None:
@@ -91,9 +100,9 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(team=team, user=user)
             services.team_ensure_for_user(user=user)
 
-    def _announce(self, port: int) -> None:
+    def _announce(self, port: int, *, sandbox: bool) -> None:
         lines = ["", f"mjstudio is running at http://127.0.0.1:{port}/"]
-        if settings.APIFRAME_IS_SANDBOX:
+        if sandbox:
             lines.append(f"Log in as {DEMO_USERS[0]} / {DEMO_PASSWORD} (or {DEMO_USERS[1]}, same password).")
             lines.append(f"Apiframe is the local sandbox at http://{settings.SANDBOX_ADDR}/ (no key needed).")
         else:
