@@ -38,7 +38,9 @@ STUDIO_PAGE_SIZE = 24
 PULSE_BUSY_SECONDS = 0.5
 PULSE_IDLE_SECONDS = 10
 # A change committed a moment after a later one was read must not be missed: look back this far.
+# (Cards sent twice cost nothing: the page skips a card whose version it already shows.)
 PULSE_LOOKBACK = timedelta(seconds=2)
+PULSE_MAX_CARDS = 50
 
 
 def _current_team(request: HttpRequest) -> Team:
@@ -237,9 +239,14 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     if not changed.exists():
         return HttpResponse(status=204)
     recent = changed.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+    batch = list(recent.order_by("updated_at")[: PULSE_MAX_CARDS + 1])
+    cursor = now
+    if len(batch) > PULSE_MAX_CARDS:  # a burst: send the oldest changes now, the rest on the next pulse
+        batch = batch[:PULSE_MAX_CARDS]
+        cursor = batch[-1].updated_at + PULSE_LOOKBACK
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
-    cards = sorted(recent.order_by("-updated_at")[:STUDIO_PAGE_SIZE], key=lambda task: task.created_at)
-    context = {"cards": cards, **_pulse_context(team, cursor=now, mine_only=mine_only)}
+    cards = sorted(batch, key=lambda task: task.created_at)
+    context = {"cards": cards, **_pulse_context(team, cursor=cursor, mine_only=mine_only)}
     return render(request, "generations/pulse_response.html", context)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -322,3 +323,17 @@ def test_a_missing_image_file_is_a_404(alice_client, make_task):
         mirrored_at=timezone.now(),
     )
     assert alice_client.get(f"/images/{image.pk}/thumb/").status_code == 404
+
+
+def test_a_burst_of_changes_is_sent_over_several_pulses(alice_client, make_task):
+    from generations.views import PULSE_MAX_CARDS
+
+    start = timezone.now() - timedelta(seconds=20)
+    tasks = [make_task(status="processing", updated_at=start + timedelta(milliseconds=i)) for i in range(60)]
+    first = alice_client.get("/studio/pulse/", {"since": start.isoformat()}, headers=HTMX).content.decode()
+    sent = {t.pk for t in tasks if f'id="task-{t.pk}"' in first}
+    assert len(sent) == PULSE_MAX_CARDS
+    cursor = re.search(r"since=([^&\"]+)", first).group(1)
+    second = alice_client.get(f"/studio/pulse/?since={cursor}", headers=HTMX).content.decode()
+    sent |= {t.pk for t in tasks if f'id="task-{t.pk}"' in second}
+    assert sent == {t.pk for t in tasks}

@@ -1,9 +1,12 @@
-// A card that a live update or a new task brings, and that the page does not show yet, goes on top.
+// A card that a live update or a new task brings, and that the page does not show yet, goes on top
+// (unless it is older than the newest card here: a late change to an old task is not news).
 // htmx swaps cards it can find by id; it reports the others with this event.
 document.addEventListener("htmx:oobErrorNoTarget", (event) => {
   const card = event.detail.content;
   const cards = document.getElementById("cards");
   if (!cards || !(card instanceof HTMLElement) || !card.classList.contains("card")) return;
+  const newest = cards.querySelector(":scope > .card");
+  if (newest && Number(card.dataset.created) < Number(newest.dataset.created)) return;
   document.getElementById("empty-state")?.remove();
   card.classList.add("card--arriving");
   cards.prepend(card);
