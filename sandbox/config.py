@@ -18,6 +18,9 @@ class SandboxConfig:
     faults: dict[str, float] = field(default_factory=dict)  # fault name -> rate in [0, 1]; all off by default
     seed: int | None = None  # repeatable fault dice and pictures
     banned_words: tuple[str, ...] = DEFAULT_BANNED_WORDS
+    # Where finished tasks are kept across restarts (None: memory only), so a restarted demo can still
+    # vary, pan and zoom yesterday's grids.
+    data_dir: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULTS)
@@ -42,6 +45,7 @@ class SandboxConfig:
             faults=_faults(env.get("SANDBOX_FAULTS", "")),
             seed=int(env["SANDBOX_SEED"]) if env.get("SANDBOX_SEED") else None,
             banned_words=config.banned_words if banned is None else tuple(_words(banned)),
+            data_dir=env.get("SANDBOX_DATA_DIR") or None,
         )
 
 

@@ -3,14 +3,18 @@ request counters, rendered pictures and webhook updates. One engine per server; 
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
+import pickle
+import re
 import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from sandbox import images
 from sandbox.config import SandboxConfig
@@ -21,6 +25,7 @@ from sandbox.webhooks import WebhookSender
 from sandbox.world import View
 
 ACTIONS = ("imagine", "vary", "upscale", "pan", "zoom")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WORKING = ("starting", "processing")
 TERMINAL = ("finished", "failed")
 # Midjourney reports progress in these steps; Apiframe passes them on as strings.
@@ -152,9 +157,29 @@ class Engine:
         seed = seed_from(seed, *key, self._repeats[key])
         return Task(str(uuid.uuid4()), spec, prompt, seed, picture, doomed=self.dice.roll("task_fail"))
 
+    def _task(self, task_id: str) -> Task | None:
+        """A task from memory, or a finished one kept on disk by an earlier run (under the lock)."""
+        task = self._tasks.get(task_id)
+        if task is None and self.config.data_dir and _UUID.fullmatch(task_id):
+            path = Path(self.config.data_dir) / f"{task_id}.pickle"
+            if path.exists():
+                # Only this sandbox writes these files (see _keep): they are as trusted as its own code.
+                task = self._tasks[task_id] = pickle.loads(path.read_bytes())  # noqa: S301
+        return task
+
+    def _keep(self, task: Task) -> None:
+        """Write a finished task to the data folder, whole or not at all."""
+        folder = Path(self.config.data_dir or "")
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"{task.task_id}.partial"
+        # A finished task sends no more webhooks: its secret stays out of the file.
+        kept = dataclasses.replace(task, spec=dataclasses.replace(task.spec, webhook_url="", webhook_secret=""))
+        partial.write_bytes(pickle.dumps(kept))
+        partial.replace(folder / f"{task.task_id}.pickle")
+
     def _parent(self, spec: Spec) -> tuple[Task, Stored]:
         """The parent task and the picture the request points at, or why they can't be acted on."""
-        parent = self._tasks.get(spec.parent_task_id)
+        parent = self._task(spec.parent_task_id)
         if parent is None:
             raise Invalid("Parent task not found")
         if parent.result is None:
@@ -172,17 +197,18 @@ class Engine:
 
     def fetch(self, task_id: str) -> dict | None:
         with self._lock:
-            task = self._tasks.get(task_id)
+            task = self._task(task_id)
             return task.as_json(self.base_url) if task else None
 
     def fetch_many(self, task_ids: list[str]) -> list[dict]:
         with self._lock:
-            return [self._tasks[i].as_json(self.base_url) for i in task_ids if i in self._tasks]
+            tasks = [self._task(i) for i in task_ids]
+            return [task.as_json(self.base_url) for task in tasks if task]
 
     def image(self, task_id: str, name: str) -> bytes | None:
         """PNG bytes for `grid` or `1`..`4` of a finished task."""
         with self._lock:
-            task = self._tasks.get(str(task_id))
+            task = self._task(str(task_id))
             result = task.result if task else None
         if result is None:
             return None
@@ -261,6 +287,8 @@ class Engine:
             else:
                 task.status, task.percentage, task.result = "finished", "", task.render.result()
                 task.render = None
+                if self.config.data_dir:
+                    self._keep(task)
 
     def _fail(self, task: Task, reason: str) -> None:
         task.status, task.percentage, task.error = "failed", "", reason

@@ -568,3 +568,36 @@ def test_runsandbox_serves_with_the_environment_and_stops_on_sigterm() -> None:
         assert err == ""  # quiet: no per-request lines
     finally:
         process.kill()
+
+
+def test_finished_tasks_outlive_a_restart_when_a_data_folder_is_set(tmp_path):
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    def started() -> SandboxServer:
+        server = SandboxServer(config=SandboxConfig(task_seconds=0.2, seed=7, data_dir=str(tmp_path)))
+        server.start()
+        return server
+
+    first = started()
+    headers = {"Authorization": "sandbox-key"}
+    body = {"prompt": "a lantern", "webhook_url": "http://127.0.0.1:9/", "webhook_secret": "whsec-never-on-disk"}
+    task_id = requests.post(f"{first.url}/pro/imagine", json=body, headers=headers, timeout=5).json()["task_id"]
+    deadline = time.monotonic() + 10
+    while (
+        requests.post(f"{first.url}/fetch", json={"task_id": task_id}, headers=headers, timeout=5).json()["status"]
+        != "finished"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.stop()
+    assert b"whsec-never-on-disk" not in (tmp_path / f"{task_id}.pickle").read_bytes()
+
+    second = started()
+    try:
+        fetched = requests.post(f"{second.url}/fetch", json={"task_id": task_id}, headers=headers, timeout=5).json()
+        assert fetched["status"] == "finished" and len(fetched["image_urls"]) == 4
+        assert requests.get(fetched["image_urls"][0], timeout=5).headers["Content-Type"] == "image/png"
+        pan = {"parent_task_id": task_id, "index": "2", "type": "right"}
+        assert requests.post(f"{second.url}/pro/pan", json=pan, headers=headers, timeout=5).status_code == 200
+    finally:
+        second.stop()

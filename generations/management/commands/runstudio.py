@@ -29,6 +29,7 @@ class Command(BaseCommand):
         processes: dict[str, list[str]] = {}
         if settings.APIFRAME_IS_SANDBOX and settings.DEBUG:
             env.setdefault("SANDBOX_TASK_SECONDS", "6")
+            env.setdefault("SANDBOX_DATA_DIR", str(Path(settings.BASE_DIR) / ".sandbox"))
             env.setdefault("APIFRAME_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/apiframe/")
             processes["sandbox"] = [*manage, "runsandbox", settings.SANDBOX_ADDR]
             self._create_demo_logins()
