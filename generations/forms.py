@@ -32,7 +32,7 @@ class ImagineForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Describe an image…"}),
         error_messages={
             "required": "Write a prompt first.",
-            "max_length": "Keep the prompt under %(limit_value)d characters (it has %(show_value)d).",
+            "max_length": "Keep the prompt to %(limit_value)d characters at most (it has %(show_value)d).",
         },
     )
     mode = forms.ChoiceField(choices=Prompt.Mode, initial=Prompt.Mode.FAST)

@@ -41,7 +41,6 @@ from generations.models import Image, Membership, Prompt, RejectedWebhookCount, 
 
 logger = logging.getLogger(__name__)
 
-SUBMIT_MAX_ATTEMPTS = 5
 THUMBNAIL_SIZE = (640, 640)
 DOWNLOAD_SECONDS = 60  # for one image, however slowly the host drips it
 
@@ -216,12 +215,13 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         with contextlib.nullcontext(client) if client else apiframe_client() as api:
             upstream_id = _send_upstream(api, task)
     except (RateLimited, UpstreamUnavailable) as exc:
-        if exc.maybe_created or task.submit_attempts >= SUBMIT_MAX_ATTEMPTS:
+        if exc.maybe_created:
             # It may exist upstream already: sending again could pay twice. The user decides with Retry.
             _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
             return
+        # Surely not created (a full queue, a 503, no connection): try again until the task's deadline.
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        delay = min(retry_after or 2**task.submit_attempts, 60)
+        delay = min(max(retry_after or 0, 2 ** min(task.submit_attempts, 6)), 60)
         with transaction.atomic():
             Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(status=Task.Status.QUEUED)
             later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))

@@ -36,7 +36,7 @@ STUDIO_PAGE_SIZE = 24
 # While anything is in flight the page asks for changes this often; otherwise only now and then,
 # so a teammate's new card still shows up.
 PULSE_BUSY_SECONDS = 0.5
-PULSE_IDLE_SECONDS = 10
+PULSE_IDLE_SECONDS = 5
 # A change committed a moment after a later one was read must not be missed: look back this far.
 # (Cards sent twice cost nothing: the page skips a card whose version it already shows.)
 PULSE_LOOKBACK = timedelta(seconds=2)
@@ -97,6 +97,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
         "team": team,
         "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
+        "page_size": STUDIO_PAGE_SIZE,
         "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
         **extra,
@@ -104,6 +105,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
 
 
 @require_GET
+@never_cache  # never shown from the back/forward cache: its forms' keys and cards would be stale
 def studio(request: HttpRequest) -> HttpResponse:
     return render(request, "generations/studio.html", _studio_context(request))
 
@@ -115,13 +117,16 @@ def task_create(request: HttpRequest) -> HttpResponse:
         if request.htmx:
             return render(request, "generations/studio.html#composer", {"form": form}, status=422)
         return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
+    text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
     task, _ = services.task_create_imagine(
         team=_current_team(request),
         user=request.user,
-        text=form.cleaned_data["prompt"],
-        mode=form.cleaned_data["mode"],
-        aspect_ratio=form.cleaned_data["aspect_ratio"],
-        idempotency_key=form.cleaned_data["idempotency_key"],
+        text=text,
+        mode=mode,
+        aspect_ratio=aspect_ratio,
+        # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
+        # still makes a new one.
+        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
     )
     if not request.htmx:
         return redirect("generations:studio")
@@ -151,9 +156,9 @@ def task_act(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         message = " ".join(e for errors in form.errors.values() for e in errors)
         if request.htmx:
-            return render(
-                request, "generations/studio.html#action-error", {"task": parent, "message": message}, status=422
-            )
+            index = request.POST.get("index", "")  # to show the message in that image's menu, if it is one
+            context = {"task": parent, "message": message, "index": index if index in ("1", "2", "3", "4") else None}
+            return render(request, "generations/studio.html#action-error", context, status=422)
         messages.error(request, message)
         return redirect("generations:studio")
     action, option, index = (form.cleaned_data[k] for k in ("task_action", "task_option", "index"))

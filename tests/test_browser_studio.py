@@ -16,14 +16,36 @@ FINISHED_TIMEOUT = 20_000  # ms
 
 @pytest.fixture
 def studio(live_server, studio_upstream, settings, django_user_model):
+    from generations.models import Membership, Team
+
     settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"
-    django_user_model.objects.create_user("alice", password="a-long-test-password")
+    team = Team.objects.create(name="Moonlight Agency")
+    for name in ("alice", "bob"):
+        user = django_user_model.objects.create_user(name, password="a-long-test-password")
+        Membership.objects.create(team=team, user=user)
     return live_server.url
 
 
-def log_in(page: Page, studio: str) -> None:
+def watch_errors(page: Page, errors: list[str]) -> list[str]:
+    """Collect the page's script errors and CSP violations: a test ends by asserting there were none."""
+
+    def on_console(message) -> None:
+        if message.type == "error" and ("Content Security Policy" in message.text or "TypeError" in message.text):
+            errors.append(message.text)
+
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", on_console)
+    return errors
+
+
+@pytest.fixture
+def browser_errors(page: Page) -> list[str]:
+    return watch_errors(page, [])
+
+
+def log_in(page: Page, studio: str, username: str = "alice") -> None:
     page.goto(f"{studio}/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill("a-long-test-password")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Imagine")).to_be_visible()
@@ -48,7 +70,7 @@ def act(page: Page, card, *, image: int, button: str) -> None:
 
 
 @pytest.mark.sandbox(task_seconds=0.6)
-def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts):
+def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts, browser_errors):
     log_in(page, studio)
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
@@ -105,6 +127,7 @@ def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts)
     expect(lineage.get_by_role("listitem")).to_have_count(4)
     expect(lineage.get_by_role("link", name="Vary (subtle) of image 1")).to_have_attribute("aria-current", "page")
     page.screenshot(path=artifacts / "task-detail-desktop.png", full_page=True)
+    assert browser_errors == []
 
 
 @pytest.mark.sandbox(task_seconds=0.3)
@@ -116,11 +139,39 @@ def test_a_bad_custom_zoom_is_explained_in_place(page: Page, studio):
     expect(grid).to_contain_text("lanterns over a river")
     wait_finished(grid)
     grid.get_by_label("Actions for image 2").click()
-    grid.locator("input[name=zoom_factor]").nth(1).fill("2.5")
-    grid.get_by_role("button", name="Custom Zoom, image 2").click()
-    # The browser's own range check stops it first; without it the server's message shows.
-    assert Task.objects.count() == 1
-    grid.locator("input[name=zoom_factor]").nth(1).evaluate("el => { el.removeAttribute('max'); }")
-    grid.get_by_role("button", name="Custom Zoom, image 2").click()
-    expect(grid.get_by_role("alert")).to_contain_text("Custom zoom must be more than 1 and at most 2")
-    assert Task.objects.count() == 1
+    menu = grid.locator("#actions-{}-2".format(grid.get_attribute("id").removeprefix("task-")))
+    menu.locator("input[name=zoom_factor]").fill("2.5")
+    menu.get_by_role("button", name="Custom Zoom, image 2").click()
+    expect(menu.get_by_role("alert")).to_contain_text("Custom zoom must be more than 1 and at most 2")
+    assert Task.objects.count() == 1  # nothing was sent
+    # The box's content does not stand in the way of the other buttons of the menu.
+    menu.get_by_role("button", name="Vary (Strong), image 2").click()
+    expect(menu).to_be_hidden()
+    expect(newest_card(page)).to_contain_text("Vary (strong) of image 2")
+    assert Task.objects.count() == 2
+
+
+@pytest.mark.sandbox(task_seconds=0.5)
+def test_teammates_see_each_others_cards_arrive_live(chromium, studio):
+    bob_context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    alice_context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        bob, alice = bob_context.new_page(), alice_context.new_page()
+        errors = watch_errors(bob, watch_errors(alice, []))
+        log_in(bob, studio, "bob")
+        log_in(alice, studio, "alice")
+        alice.get_by_role("textbox", name="Prompt").fill("a paper crane on a desk")
+        alice.get_by_role("button", name="Imagine").click()
+        bob.get_by_role("textbox", name="Prompt").fill("a kite over the dunes")
+        bob.get_by_role("button", name="Imagine").click()
+        for page in (alice, bob):  # each sees both, newest on top, and both finish without a reload
+            cards = page.locator("#cards > article.card")
+            expect(cards).to_have_count(2, timeout=FINISHED_TIMEOUT)
+            expect(cards.nth(0)).to_contain_text("a kite over the dunes")
+            expect(cards.nth(1)).to_contain_text("a paper crane on a desk")
+            for i in range(2):
+                wait_finished(cards.nth(i))
+        assert errors == []
+    finally:
+        bob_context.close()
+        alice_context.close()

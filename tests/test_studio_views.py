@@ -41,10 +41,11 @@ def test_actions_require_login(client, db, url):
     assert not Task.objects.exists()
 
 
-def test_an_expired_session_sends_htmx_to_the_login_page(client, db):
-    response = client.get("/studio/pulse/", headers=HTMX)
+def test_an_expired_session_sends_htmx_to_the_login_page_and_back(client, db):
+    headers = {**HTMX, "HX-Current-URL": "http://testserver/?mine=1"}
+    response = client.get("/studio/pulse/", headers=headers)
     assert response.status_code == 200
-    assert response["HX-Redirect"].startswith("/accounts/login/")
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2F%3Fmine%3D1"
 
 
 def test_health_needs_no_login(client, db):
@@ -103,9 +104,19 @@ def test_a_double_submit_makes_one_task(alice_client):
     assert Task.objects.count() == 1
 
 
+def test_a_stale_key_with_a_new_prompt_still_makes_a_task(alice_client):
+    key = uuid.uuid4()  # the browser restored an already used form (Back)
+    _imagine(alice_client, key=key, prompt="a lighthouse in fog")
+    _imagine(alice_client, key=key, prompt="a lighthouse at noon")
+    assert sorted(Task.objects.values_list("prompt__text", flat=True)) == [
+        "a lighthouse at noon",
+        "a lighthouse in fog",
+    ]
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
-    [("", "Write a prompt first."), ("   ", "Write a prompt first."), ("x" * 4001, "Keep the prompt under 4000")],
+    [("", "Write a prompt first."), ("   ", "Write a prompt first."), ("x" * 4001, "4000 characters at most")],
 )
 def test_a_bad_prompt_gets_a_message_and_changes_nothing(alice_client, prompt, message):
     response = _imagine(alice_client, prompt=prompt)
@@ -114,9 +125,12 @@ def test_a_bad_prompt_gets_a_message_and_changes_nothing(alice_client, prompt, m
     assert not Task.objects.exists()
 
 
-@pytest.mark.parametrize("field", [{"mode": "relax"}, {"aspect_ratio": "7:1"}])
-def test_unknown_mode_or_ratio_is_refused(alice_client, field):
-    assert _imagine(alice_client, **field).status_code == 422
+@pytest.mark.parametrize(
+    ("field", "message"), [({"mode": "relax"}, "Mode:"), ({"aspect_ratio": "7:1"}, "Aspect ratio:")]
+)
+def test_unknown_mode_or_ratio_is_refused(alice_client, field, message):
+    response = _imagine(alice_client, **field)
+    assert response.status_code == 422 and message in response.content.decode()
     assert not Task.objects.exists()
 
 
@@ -189,6 +203,8 @@ def test_a_bad_action_gets_a_message_and_sends_nothing(alice_client, make_task, 
     response = _act(alice_client, parent, **data)
     assert response.status_code == 422
     assert message in response.content.decode()
+    if data.get("index") == 1:  # said in the menu of the image too
+        assert f'id="task-{parent.pk}-1-feedback"' in response.content.decode()
     assert not Task.objects.filter(parent=parent).exists()
 
 

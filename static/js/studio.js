@@ -1,15 +1,17 @@
-// A card that a live update or a new task brings, and that the page does not show yet, goes on top
-// (unless it is older than the newest card here: a late change to an old task is not news).
+// A card that a live update or a new task brings, and that the page does not show yet, takes its place by
+// age among the cards (a teammate's card can arrive after a newer one of ours). One older than every card
+// on a full page is not news: it is left to the history.
 // htmx swaps cards it can find by id; it reports the others with this event.
 document.addEventListener("htmx:oobErrorNoTarget", (event) => {
   const card = event.detail.content;
   const cards = document.getElementById("cards");
   if (!cards || !(card instanceof HTMLElement) || !card.classList.contains("card")) return;
-  const newest = cards.querySelector(":scope > .card");
-  if (newest && Number(card.dataset.created) < Number(newest.dataset.created)) return;
+  const shown = [...cards.querySelectorAll(":scope > .card")];
+  const before = shown.find((other) => Number(other.dataset.created) < Number(card.dataset.created));
+  if (!before && shown.length >= Number(cards.dataset.pageSize)) return;
   document.getElementById("empty-state")?.remove();
   card.classList.add("card--arriving");
-  cards.prepend(card);
+  cards.insertBefore(card, before ?? null);
   htmx.process(card);
 });
 
@@ -24,8 +26,9 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
 });
 
 // An action chosen from an image's menu closes the menu: its new card is already on its way to the top.
+// (A 422 is swapped like a success, to show its message: the menu stays open for that.)
 document.addEventListener("htmx:afterRequest", (event) => {
-  if (event.detail.successful) event.detail.elt.closest("[popover]")?.hidePopover();
+  if (event.detail.xhr.status < 300) event.detail.elt.closest("[popover]")?.hidePopover();
 });
 
 // A tab in the background asks for nothing; coming back, it catches up at once.

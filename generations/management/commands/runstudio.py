@@ -15,6 +15,7 @@ from generations import services
 
 DEMO_PASSWORD = "mjstudio-demo"  # noqa: S105 - a sandbox-only login, printed on purpose
 DEMO_USERS = ("demo", "alex")
+MAX_RESTARTS_PER_MINUTE = 3
 
 
 class Command(BaseCommand):
@@ -48,25 +49,19 @@ class Command(BaseCommand):
                 ]
         processes["poller"] = [*manage, "pollapiframe"]
 
-        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
-        self._wait_for_web(port, children["web"])
-        self._announce(port, sandbox="sandbox" in processes)
-        stopping = False
+        self.stopping = False
 
         def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
+            self.stopping = True
 
+        # Before any child starts, so that Ctrl-C at any moment stops them all.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        exit_code = 0
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"{name} stopped (exit {child.returncode}); stopping everything.")
-                    exit_code, stopping = child.returncode or 1, True
-                    break
-            time.sleep(0.3)
+        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
+        self._wait_for_web(port, children["web"])
+        if not self.stopping:
+            self._announce(port, sandbox="sandbox" in processes)
+        exit_code = self._supervise(children, processes, env)
         for child in children.values():
             if child.poll() is None:
                 child.terminate()
@@ -77,10 +72,27 @@ class Command(BaseCommand):
                 child.kill()
         sys.exit(exit_code)
 
+    def _supervise(self, children: dict, processes: dict[str, list[str]], env: dict[str, str]) -> int:
+        """Restart a child that dies (a crashed worker must not take the site down), unless it keeps dying."""
+        restarts: dict[str, list[float]] = {name: [] for name in children}
+        while not self.stopping:
+            for name, child in children.items():
+                if child.poll() is None or self.stopping:
+                    continue
+                recent = [t for t in restarts[name] if time.monotonic() - t < 60] + [time.monotonic()]
+                if len(recent) > MAX_RESTARTS_PER_MINUTE:
+                    self.stderr.write(f"{name} keeps stopping (exit {child.returncode}); stopping everything.")
+                    return child.returncode or 1
+                self.stderr.write(f"{name} stopped (exit {child.returncode}); starting it again.")
+                restarts[name] = recent
+                children[name] = subprocess.Popen(processes[name], env=env)  # noqa: S603
+            time.sleep(0.3)
+        return 0
+
     def _wait_for_web(self, port: int, web: subprocess.Popen, seconds: float = 30) -> None:
         """Announce once the studio answers, so the URL and login are the last lines on screen."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and web.poll() is None:
+        while time.monotonic() < deadline and web.poll() is None and not self.stopping:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=1):
                     return
