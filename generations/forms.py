@@ -56,7 +56,7 @@ class ActionForm(forms.Form):
         },
     )
     # Read only for "zoom:custom" (see clean): what sits in that box must not block another button.
-    zoom_factor = forms.CharField(required=False, max_length=16)
+    zoom_factor = forms.CharField(required=False)
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args: object, parent: Task, **kwargs: object) -> None:
@@ -90,7 +90,7 @@ class ActionForm(forms.Form):
         name, _, option = action.partition(":")
         if option == "custom":
             try:
-                factor = Decimal(data.get("zoom_factor", "").strip()).quantize(Decimal("0.01"))
+                factor = Decimal(data.get("zoom_factor", "").strip()[:16]).quantize(Decimal("0.01"))
             except InvalidOperation:  # not a number, NaN, or out of any sane range
                 factor = None
             if factor is None or not factor.is_finite() or not (Decimal(1) < factor <= Decimal(2)):

@@ -240,7 +240,12 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
-        indexes = [models.Index(fields=("-received_at",), name="webhook_recent")]
+        indexes = [
+            # The admin's webhook log, newest first.
+            models.Index(fields=("-received_at",), name="webhook_recent"),
+            # After a submit: the deliveries that arrived for this task before we knew its id.
+            models.Index(fields=("apiframe_task_id", "outcome"), name="webhook_task_outcome"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"

@@ -24,8 +24,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Concat, Left
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -219,23 +219,27 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
             # It may exist upstream already: sending again could pay twice. The user decides with Retry.
             _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
             return
-        # Surely not created (a full queue, a 503, no connection): try again until the task's deadline.
+        # Surely not created (a full queue, a 503, no connection): try again until the task's deadline,
+        # never sooner than Apiframe asked.
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        delay = min(max(retry_after or 0, 2 ** min(task.submit_attempts, 6)), 60)
+        delay = max(retry_after or 0, min(2 ** min(task.submit_attempts, 6), 60))
+        busy = f"Apiframe is busy ({exc.message or exc.__class__.__name__}); trying again in {delay:.0f} s."
         with transaction.atomic():
-            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(status=Task.Status.QUEUED)
+            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+                status=Task.Status.QUEUED, error=busy[:500], updated_at=timezone.now()
+            )
             later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))
             transaction.on_commit(lambda: later.enqueue(task_id))
-        logger.info("task %s: Apiframe busy (%s), trying again in %ss", task_id, exc, delay)
+        logger.info("task %s: %s", task_id, busy)
         return
     except ApiframeError as exc:
         _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
         return
     now = timezone.now()
     # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
-    Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now)
+    Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now, last_heard_at=now)
     Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-        status=Task.Status.PENDING, last_heard_at=now, updated_at=now
+        status=Task.Status.PENDING, error="", updated_at=now
     )
     _apply_early_webhooks(upstream_id)
 
@@ -246,7 +250,14 @@ def _apply_early_webhooks(upstream_id: str) -> None:
         apiframe_task_id=upstream_id, outcome=WebhookDelivery.Outcome.UNKNOWN_TASK
     ).order_by("received_at")
     for delivery in early:
-        task_apply_state(state=TaskState.from_payload(delivery.body))
+        webhook_apply_again(delivery=delivery)
+
+
+def webhook_apply_again(*, delivery: WebhookDelivery) -> None:
+    """Apply a delivery logged as "unknown task" once its task is known; the log then says what it did."""
+    outcome, task = task_apply_state(state=TaskState.from_payload(delivery.body))
+    if task is not None:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(outcome=outcome, task=task)
 
 
 def _submit_failure_message(exc: ApiframeError) -> str:
@@ -277,11 +288,14 @@ def _status_for(state: TaskState) -> str:
     return Task.Status.PENDING  # pending, staged, starting, retrying and anything unknown: still working
 
 
-def _usable_urls(state: TaskState, *, limit: int) -> list[str]:
+def _usable_urls(state: TaskState, *, limit: int) -> dict[int, str]:
+    """Image URLs by Apiframe's index (1-4): a bad one is left out, the others keep their numbers."""
     max_length = Image._meta.get_field("source_url").max_length
-    return [
-        url for url in state.result_urls[:limit] if len(url) <= max_length and urlsplit(url).scheme in ("http", "https")
-    ]
+    return {
+        index: url
+        for index, url in enumerate(state.result_urls[:limit], start=1)
+        if len(url) <= max_length and urlsplit(url).scheme in ("http", "https")
+    }
 
 
 def without_secrets(value: object) -> object:
@@ -305,7 +319,7 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
         return WebhookDelivery.Outcome.UNKNOWN_TASK, None
     status = _status_for(state)
     changes: dict[str, object] = {"upstream_status": state.status[:20]}
-    urls: list[str] = []
+    urls: dict[int, str] = {}
     if status == Task.Status.FINISHED:
         urls = _usable_urls(state, limit=4 if task.is_grid else 1)
         if not urls:
@@ -337,7 +351,7 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
             return WebhookDelivery.Outcome.STALE, task
         if urls:
             Image.objects.bulk_create(
-                [Image(task_id=task.pk, index=i, source_url=url) for i, url in enumerate(urls, start=1)],
+                [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
                 ignore_conflicts=True,
             )
             transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
@@ -375,6 +389,10 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
     overdue = Task.objects.in_flight().filter(deadline__lt=now)
     reasons = [
         (
+            Q(status=Task.Status.QUEUED) & ~Q(error=""),  # Apiframe kept saying it was busy
+            Concat(Value("Never reached Apiframe before the deadline. Last answer: "), F("error")),
+        ),
+        (
             Q(status=Task.Status.QUEUED),
             "Never reached Apiframe before the deadline (the queue or the worker is down). Retry to send it.",
         ),
@@ -386,8 +404,9 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
     ]
     expired = 0
     for which, reason in reasons:
+        error = Left(Value(reason) if isinstance(reason, str) else reason, 500)
         expired += overdue.filter(which).update(
-            status=Task.Status.TIMED_OUT, error=reason, finished_at=now, updated_at=now
+            status=Task.Status.TIMED_OUT, error=error, finished_at=now, updated_at=now
         )
     return expired
 
@@ -416,10 +435,8 @@ def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = N
     in_flight = Q(status__in=(Task.Status.PENDING, Task.Status.PROCESSING)) & (
         Q(last_heard_at__lt=quiet_since) | Q(last_heard_at=None)
     )
-    late = Q(
-        status=Task.Status.TIMED_OUT,
-        finished_at__gt=now - LATE_RESULT_WINDOW,
-        last_heard_at__lt=now - LATE_RESULT_POLL_EVERY,
+    late = Q(status=Task.Status.TIMED_OUT, finished_at__gt=now - LATE_RESULT_WINDOW) & (
+        Q(last_heard_at__lt=now - LATE_RESULT_POLL_EVERY) | Q(last_heard_at=None)
     )
     ids = list(
         Task.objects.filter(in_flight | late)
@@ -526,7 +543,8 @@ def _is_image_host(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return False
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host = hostname if parts.port is None else f"{hostname}:{parts.port}"
     return host in settings.APIFRAME_IMAGE_HOSTS
 
 

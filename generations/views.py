@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
+from django.db.models import Q
 from django.http import (
     FileResponse,
     Http404,
@@ -235,23 +236,32 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     mine_only = _mine_only(request)
     now = timezone.now()
     try:
-        since = (parse_datetime(request.GET.get("since", "")) or now) - PULSE_LOOKBACK
-    except (ValueError, OverflowError):
-        since = now - PULSE_LOOKBACK
-    changed = Task.objects.for_team(team).filter(updated_at__gt=since)
+        since = parse_datetime(request.GET.get("since", "")) or now
+        looked_back = since - PULSE_LOOKBACK
+    except (ValueError, OverflowError):  # a mangled cursor: start from now
+        since, looked_back = now, now - PULSE_LOOKBACK
+    after = request.GET.get("after", "")
+    changed = Task.objects.for_team(team)
+    if after.isdigit():
+        # Draining a burst: exactly after the last card sent, (updated_at, pk) breaking ties.
+        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
+    else:
+        changed = changed.filter(updated_at__gt=looked_back)
     if mine_only:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
     recent = changed.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
-    batch = list(recent.order_by("updated_at")[: PULSE_MAX_CARDS + 1])
-    cursor = now
-    if len(batch) > PULSE_MAX_CARDS:  # a burst: send the oldest changes now, the rest on the next pulse
+    batch = list(recent.order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
+    if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
-        cursor = batch[-1].updated_at + PULSE_LOOKBACK
+        pulse.update(
+            pulse_cursor=batch[-1].updated_at.isoformat(), pulse_after=batch[-1].pk, pulse_seconds=PULSE_BUSY_SECONDS
+        )
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
     cards = sorted(batch, key=lambda task: task.created_at)
-    context = {"cards": cards, **_pulse_context(team, cursor=cursor, mine_only=mine_only)}
+    context = {"cards": cards, **pulse}
     return render(request, "generations/pulse_response.html", context)
 
 
@@ -308,13 +318,18 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "body is not a JSON object"}, status=400)
     try:
         state = TaskState.from_payload(payload)
+        outcome, task = services.task_apply_state(state=state)
+        delivery = services.webhook_record(body=payload, state=state, outcome=outcome, task=task)
     except InvalidPayload as exc:
         services.webhook_record(body=payload, state=None, outcome=WebhookDelivery.Outcome.INVALID, task=None)
         return JsonResponse({"error": str(exc)}, status=400)
-    outcome, task = services.task_apply_state(state=state)
-    services.webhook_record(body=payload, state=state, outcome=outcome.value, task=task)
+    except RecursionError:
+        return JsonResponse({"error": "body nested too deeply"}, status=400)
+    if outcome == WebhookDelivery.Outcome.UNKNOWN_TASK:
+        # The submit may have stored this task's id between our lookup and our log line: look once more.
+        services.webhook_apply_again(delivery=delivery)
     # Unknown tasks get a 2xx too: the sender should stop retrying something we will never recognise.
-    return JsonResponse({"ok": True, "outcome": outcome.value})
+    return JsonResponse({"ok": True, "outcome": str(outcome)})
 
 
 @login_not_required

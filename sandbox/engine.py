@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import os
 import pickle
 import re
@@ -24,6 +25,7 @@ from sandbox.validation import Invalid, Spec, parse_create
 from sandbox.webhooks import WebhookSender
 from sandbox.world import View
 
+logger = logging.getLogger(__name__)
 ACTIONS = ("imagine", "vary", "upscale", "pan", "zoom")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WORKING = ("starting", "processing")
@@ -162,20 +164,29 @@ class Engine:
         task = self._tasks.get(task_id)
         if task is None and self.config.data_dir and _UUID.fullmatch(task_id):
             path = Path(self.config.data_dir) / f"{task_id}.pickle"
-            if path.exists():
+            try:
                 # Only this sandbox writes these files (see _keep): they are as trusted as its own code.
                 task = self._tasks[task_id] = pickle.loads(path.read_bytes())  # noqa: S301
+            except FileNotFoundError:
+                return None
+            except Exception:  # a damaged file, or one from an older sandbox: as if never kept
+                logger.exception("sandbox: could not read %s", path)
+                return None
         return task
 
     def _keep(self, task: Task) -> None:
-        """Write a finished task to the data folder, whole or not at all."""
+        """Write a finished task to the data folder, whole or not at all. A full disk is logged, never fatal:
+        the task stays in memory and the clock keeps running."""
         folder = Path(self.config.data_dir or "")
-        folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{task.task_id}.partial"
         # A finished task sends no more webhooks: its secret stays out of the file.
         kept = dataclasses.replace(task, spec=dataclasses.replace(task.spec, webhook_url="", webhook_secret=""))
-        partial.write_bytes(pickle.dumps(kept))
-        partial.replace(folder / f"{task.task_id}.pickle")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(pickle.dumps(kept))
+            partial.replace(folder / f"{task.task_id}.pickle")
+        except OSError:
+            logger.exception("sandbox: could not keep task %s in %s", task.task_id, folder)
 
     def _parent(self, spec: Spec) -> tuple[Task, Stored]:
         """The parent task and the picture the request points at, or why they can't be acted on."""

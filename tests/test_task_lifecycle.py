@@ -273,3 +273,33 @@ def test_an_unexpected_storage_error_counts_as_an_attempt_and_is_retried_later(m
     # The sweep leaves a retry that is on schedule alone, and picks one up once it is overdue.
     assert services.images_requeue_unmirrored() == 0
     assert services.images_requeue_unmirrored(now=image.mirror_next_at + timedelta(minutes=5)) == 1
+
+
+def test_a_timed_out_task_never_heard_of_is_still_asked_about(make_task):
+    # Timed out while a worker was still sending it; the id arrived after the deadline.
+    make_task(status="timed_out", upstream_id="up-late", finished_at=timezone.now())
+    asked = []
+
+    class Upstream:
+        def fetch_many(self, ids):
+            asked.extend(ids)
+            return []
+
+    services.tasks_poll(client=Upstream())
+    assert asked == ["up-late"]
+
+
+@pytest.mark.sandbox(task_seconds=0.2, faults={"submit_429": 1.0})
+def test_a_busy_apiframe_is_said_on_the_card_and_in_the_timeout(studio_upstream, alice, team, settings):
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": settings.TASK_QUEUES}
+    }
+    task = imagine(team, alice)
+    services.task_submit(task_id=task.pk)
+    task.refresh_from_db()
+    assert task.status == "queued" and task.error.startswith("Apiframe is busy (")
+    Task.objects.filter(pk=task.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    services.tasks_expire_overdue()
+    task.refresh_from_db()
+    assert task.status == "timed_out"
+    assert task.error.startswith("Never reached Apiframe before the deadline. Last answer: Apiframe is busy")

@@ -199,3 +199,34 @@ def test_no_secret_is_kept_in_the_task_result_either(post, payload, task):
 
 def test_deeply_nested_json_is_refused_not_crashed_on(post, task):
     assert post(b"[" * 100_000 + b"]" * 100_000).status_code in (400, 413)
+
+
+def test_an_unknown_task_whose_id_arrives_meanwhile_is_applied(post, payload, make_task, monkeypatch):
+    from generations import services
+
+    task = make_task(status="pending")
+    real_record = services.webhook_record
+
+    def record_after_the_submit_stored_the_id(**kwargs):
+        Task.objects.filter(pk=task.pk).update(apiframe_task_id=UPSTREAM_ID)  # the race, made certain
+        return real_record(**kwargs)
+
+    monkeypatch.setattr(services, "webhook_record", record_after_the_submit_stored_the_id)
+    assert post(payload("processing.json")).status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.percentage) == ("processing", 40)
+    assert WebhookDelivery.objects.get().outcome == "applied"
+
+
+def test_a_grid_with_one_bad_url_keeps_apiframes_numbers(post, payload, task):
+    body = json.loads(payload("finished_grid.json"))
+    body["image_urls"][1] = "javascript:alert(1)"
+    post(json.dumps(body).encode())
+    assert list(task.images.order_by("index").values_list("index", flat=True)) == [1, 3, 4]
+
+
+def test_moderately_nested_json_with_the_secret_is_refused_not_crashed_on(post, task):
+    body = {"task_id": UPSTREAM_ID, "status": "failed", "meta": json.loads("[" * 1200 + "]" * 1200)}
+    assert post(json.dumps(body).encode()).status_code == 400
+    task.refresh_from_db()
+    assert task.status == "pending"

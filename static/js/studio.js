@@ -26,9 +26,11 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
 });
 
 // An action chosen from an image's menu closes the menu: its new card is already on its way to the top.
-// (A 422 is swapped like a success, to show its message: the menu stays open for that.)
+// (A 422 is swapped like a success, to show its message, and a network failure has status 0: the menu stays
+// open for those.)
 document.addEventListener("htmx:afterRequest", (event) => {
-  if (event.detail.xhr.status < 300) event.detail.elt.closest("[popover]")?.hidePopover();
+  const status = event.detail.xhr?.status ?? 0;
+  if (status >= 200 && status < 300) event.detail.elt.closest("[popover]")?.hidePopover();
 });
 
 // A tab in the background asks for nothing; coming back, it catches up at once.
@@ -36,7 +38,8 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   if (event.detail.elt.id === "pulse" && document.hidden) event.preventDefault();
 });
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden) htmx.trigger("#pulse", "catch-up");
+  const pulse = document.getElementById("pulse"); // only the studio has one
+  if (pulse && !document.hidden) htmx.trigger(pulse, "catch-up");
 });
 
 // Ctrl+Enter (Cmd+Enter on a Mac) in the prompt sends it, as in most creative tools.

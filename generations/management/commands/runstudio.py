@@ -57,19 +57,24 @@ class Command(BaseCommand):
         # Before any child starts, so that Ctrl-C at any moment stops them all.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in processes.items()}  # noqa: S603
-        self._wait_for_web(port, children["web"])
-        if not self.stopping:
-            self._announce(port, sandbox="sandbox" in processes)
-        exit_code = self._supervise(children, processes, env)
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        for child in children.values():
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        children: dict[str, subprocess.Popen] = {}
+        exit_code = 1
+        try:  # whatever happens here, no child outlives this command
+            for name, command in processes.items():
+                children[name] = subprocess.Popen(command, env=env)  # noqa: S603
+            self._wait_for_web(port, children["web"])
+            if not self.stopping:
+                self._announce(port, sandbox="sandbox" in processes)
+            exit_code = self._supervise(children, processes, env)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            for child in children.values():
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
         sys.exit(exit_code)
 
     def _supervise(self, children: dict, processes: dict[str, list[str]], env: dict[str, str]) -> int:
@@ -82,7 +87,7 @@ class Command(BaseCommand):
                 recent = [t for t in restarts[name] if time.monotonic() - t < 60] + [time.monotonic()]
                 if len(recent) > MAX_RESTARTS_PER_MINUTE:
                     self.stderr.write(f"{name} keeps stopping (exit {child.returncode}); stopping everything.")
-                    return child.returncode or 1
+                    return 1
                 self.stderr.write(f"{name} stopped (exit {child.returncode}); starting it again.")
                 restarts[name] = recent
                 children[name] = subprocess.Popen(processes[name], env=env)  # noqa: S603
