@@ -60,6 +60,7 @@ def test_studio_shows_the_teams_cards_only(alice_client, make_task, bob, charlie
     assert response.status_code == 200
     body = response.content.decode()
     assert 'id="composer"' in body and "bob" in body
+    assert "{#" not in body and "{%" not in body  # no template syntax leaks onto the page
     assert f'id="task-{theirs.pk}"' not in body
 
 
