@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -57,6 +58,22 @@ def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
         team = Team.objects.create(name=f"{user.get_username()}'s team")
         Membership.objects.create(team=team, user=user)
     return team
+
+
+# Sandbox mode only (`make run` with the sandbox): a demo team and two logins, printed on purpose.
+DEMO_TEAM = "Demo studio"
+DEMO_USERS = ("demo", "alex")
+DEMO_PASSWORD = "mjstudio-demo"  # noqa: S105
+
+
+def demo_logins_ensure() -> None:
+    team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
+    for username in DEMO_USERS:
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        Membership.objects.get_or_create(team=team, user=user)
 
 
 # --- Creating tasks ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.db.models import Q
@@ -330,6 +331,14 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
         services.webhook_apply_again(delivery=delivery)
     # Unknown tasks get a 2xx too: the sender should stop retrying something we will never recognise.
     return JsonResponse({"ok": True, "outcome": str(outcome)})
+
+
+@login_not_required
+def login(request: HttpRequest) -> HttpResponse:
+    """Django's login page; in sandbox mode it also says which demo login `make run` created."""
+    sandbox = settings.APIFRAME_IS_SANDBOX and settings.DEBUG
+    demo = {"user": services.DEMO_USERS[0], "password": services.DEMO_PASSWORD} if sandbox else None
+    return auth_views.LoginView.as_view(extra_context={"demo_login": demo})(request)
 
 
 @login_not_required

@@ -361,3 +361,10 @@ def test_a_burst_of_changes_is_sent_over_several_pulses(alice_client, make_task,
         sent |= page
         url = html.unescape(re.search(r'id="pulse" hx-get="([^"]+)"', body).group(1))
     assert sent == {t.pk for t in tasks}
+
+
+def test_the_login_page_names_the_demo_login_in_sandbox_mode_only(client, db, settings):
+    settings.DEBUG, settings.APIFRAME_IS_SANDBOX = True, True
+    assert "mjstudio-demo" in client.get("/accounts/login/").content.decode()
+    settings.APIFRAME_IS_SANDBOX = False
+    assert "mjstudio-demo" not in client.get("/accounts/login/").content.decode()

@@ -13,8 +13,6 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from generations import services
 
-DEMO_PASSWORD = "mjstudio-demo"  # noqa: S105 - a sandbox-only login, printed on purpose
-DEMO_USERS = ("demo", "alex")
 MAX_RESTARTS_PER_MINUTE = 3
 
 
@@ -33,7 +31,7 @@ class Command(BaseCommand):
             env.setdefault("SANDBOX_DATA_DIR", str(Path(settings.BASE_DIR) / ".sandbox"))
             env.setdefault("APIFRAME_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/apiframe/")
             processes["sandbox"] = [*manage, "runsandbox", settings.SANDBOX_ADDR]
-            self._create_demo_logins()
+            services.demo_logins_ensure()
         processes["web"] = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
         if settings.TASKS["default"]["BACKEND"] == "django_tasks_db.DatabaseBackend":  # RQ runs its own workers
             for queue in settings.TASK_QUEUES:
@@ -104,24 +102,11 @@ class Command(BaseCommand):
             except OSError:
                 time.sleep(0.2)
 
-    def _create_demo_logins(self) -> None:
-        from django.contrib.auth import get_user_model
-
-        from generations.models import Membership, Team
-
-        team, _ = Team.objects.get_or_create(name="Demo studio")
-        for username in DEMO_USERS:
-            user, created = get_user_model().objects.get_or_create(username=username)
-            if created:
-                user.set_password(DEMO_PASSWORD)
-                user.save()
-            Membership.objects.get_or_create(team=team, user=user)
-            services.team_ensure_for_user(user=user)
-
     def _announce(self, port: int, *, sandbox: bool) -> None:
         lines = ["", f"mjstudio is running at http://127.0.0.1:{port}/"]
         if sandbox:
-            lines.append(f"Log in as {DEMO_USERS[0]} / {DEMO_PASSWORD} (or {DEMO_USERS[1]}, same password).")
+            first, second = services.DEMO_USERS
+            lines.append(f"Log in as {first} / {services.DEMO_PASSWORD} (or {second}, same password).")
             lines.append(f"Apiframe is the local sandbox at http://{settings.SANDBOX_ADDR}/ (no key needed).")
         else:
             lines.append(f"Apiframe: {settings.APIFRAME_BASE_URL}")
