@@ -151,18 +151,23 @@ def _render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpRes
     return render(request, "generations/new_task_response.html", context)
 
 
+def _refused(request: HttpRequest, task: Task, message: str, *, index: str | None = None) -> HttpResponse:
+    """An action that sends nothing: its message on the card (and in the image's menu), or as a flash."""
+    if request.htmx:
+        context = {"task": task, "message": message, "index": index}
+        return render(request, "generations/studio.html#action-error", context, status=422)
+    messages.error(request, message)
+    return redirect("generations:studio")
+
+
 @require_POST
 def task_act(request: HttpRequest, pk: int) -> HttpResponse:
     parent = _get_task_for_user(request, pk)
     form = ActionForm(request.POST, parent=parent)
     if not form.is_valid():
         message = " ".join(e for errors in form.errors.values() for e in errors)
-        if request.htmx:
-            index = request.POST.get("index", "")  # to show the message in that image's menu, if it is one
-            context = {"task": parent, "message": message, "index": index if index in ("1", "2", "3", "4") else None}
-            return render(request, "generations/studio.html#action-error", context, status=422)
-        messages.error(request, message)
-        return redirect("generations:studio")
+        index = request.POST.get("index", "")  # to show the message in that image's menu, if it is one
+        return _refused(request, parent, message, index=index if index in ("1", "2", "3", "4") else None)
     action, option, index = (form.cleaned_data[k] for k in ("task_action", "task_option", "index"))
     task, _ = services.task_create_child(
         parent=parent,
@@ -185,18 +190,10 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
         key = uuid.UUID(request.POST.get("idempotency_key", ""))
     except ValueError:
         key = None
-    if key is None or not failed.can_retry:
-        message = (
-            "Only a failed or timed-out task can be retried."
-            if key
-            else "This page is out of date: reload it and try again."
-        )
-        if request.htmx:
-            return render(
-                request, "generations/studio.html#action-error", {"task": failed, "message": message}, status=422
-            )
-        messages.error(request, message)
-        return redirect("generations:studio")
+    if key is None:
+        return _refused(request, failed, "This page is out of date: reload it and try again.")
+    if not failed.can_retry:
+        return _refused(request, failed, "Only a failed or timed-out task can be retried.")
     task, _ = services.task_retry(task=failed, user=request.user, idempotency_key=key)
     if not request.htmx:
         return redirect("generations:studio")
