@@ -368,3 +368,12 @@ def test_the_login_page_names_the_demo_login_in_sandbox_mode_only(client, db, se
     assert "mjstudio-demo" in client.get("/accounts/login/").content.decode()
     settings.APIFRAME_IS_SANDBOX = False
     assert "mjstudio-demo" not in client.get("/accounts/login/").content.decode()
+
+
+def test_without_htmx_a_refused_action_comes_back_as_a_message(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    data = {"action": "pan:right", "index": 9, "idempotency_key": str(uuid.uuid4())}
+    response = alice_client.post(f"/tasks/{parent.pk}/act/", data, follow=True)
+    assert response.redirect_chain == [("/", 302)]
+    assert "The image number must be 1, 2, 3 or 4." in response.content.decode()
+    assert Task.objects.count() == 1
