@@ -59,7 +59,7 @@ def test_runstudio_runs_everything_restarts_a_crash_and_stops_cleanly(tmp_path):
         names = " ".join(children_of(studio.pid).values())
         for part in ("runsandbox", "runserver", "--queue-name default", "--queue-name mirror", "pollapiframe"):
             assert part in names
-        assert requests.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=2).ok
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=1).ok)
 
         worker = next(pid for pid, args in children_of(studio.pid).items() if "--queue-name default" in args)
         os.kill(worker, signal.SIGKILL)

@@ -60,7 +60,10 @@ class Command(BaseCommand):
         try:  # whatever happens here, no child outlives this command
             for name, command in processes.items():
                 children[name] = subprocess.Popen(command, env=env)  # noqa: S603
-            self._wait_for_web(port, children["web"])
+            # Announce once the studio (and the sandbox) answer, so the URL and login are the last lines shown.
+            self._wait_for(f"http://127.0.0.1:{port}/health/", children["web"])
+            if "sandbox" in children:
+                self._wait_for(f"http://{settings.SANDBOX_ADDR}/_sandbox/stats", children["sandbox"])
             if not self.stopping:
                 self._announce(port, sandbox="sandbox" in processes)
             exit_code = self._supervise(children, processes, env)
@@ -92,12 +95,11 @@ class Command(BaseCommand):
             time.sleep(0.3)
         return 0
 
-    def _wait_for_web(self, port: int, web: subprocess.Popen, seconds: float = 30) -> None:
-        """Announce once the studio answers, so the URL and login are the last lines on screen."""
+    def _wait_for(self, url: str, child: subprocess.Popen, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and web.poll() is None and not self.stopping:
+        while time.monotonic() < deadline and child.poll() is None and not self.stopping:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=1):
+                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own http:// addresses
                     return
             except OSError:
                 time.sleep(0.2)
