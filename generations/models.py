@@ -162,6 +162,13 @@ class Task(models.Model):
         return self.action in self.GRID_ACTIONS
 
     @property
+    def images_ready(self) -> bool:
+        """Finished with every image saved: only then are its images offered for actions (a card that
+        changes again would close a menu opened on it)."""
+        images = self.images.all()
+        return self.status == self.Status.FINISHED and bool(images) and all(i.is_mirrored for i in images)
+
+    @property
     def can_retry(self) -> bool:
         return self.status in (self.Status.FAILED, self.Status.TIMED_OUT)
 

@@ -59,7 +59,7 @@ def _current_team(request: HttpRequest) -> Team:
 
 def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
     """A task of the user's current team, or 404: another team's task does not exist for them."""
-    tasks = Task.objects.select_related("prompt", "created_by", "parent__prompt")
+    tasks = Task.objects.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
     return get_object_or_404(tasks, pk=pk, team=_current_team(request))
 
 

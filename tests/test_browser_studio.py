@@ -56,7 +56,9 @@ def newest_card(page: Page):
 
 
 def wait_finished(card) -> None:
+    """Finished, every image saved and shown: the card will not change again."""
     expect(card).to_have_attribute("data-status", "finished", timeout=FINISHED_TIMEOUT)
+    expect(card).to_have_attribute("data-ready", "true", timeout=FINISHED_TIMEOUT)
     expect(card.locator(".shot__link img").first).to_be_visible(timeout=FINISHED_TIMEOUT)
 
 
