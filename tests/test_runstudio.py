@@ -80,7 +80,30 @@ def test_runstudio_runs_everything_restarts_a_crash_and_stops_cleanly(tmp_path):
         assert "starting it again" in output
     finally:
         if studio.poll() is None:
-            studio.kill()
+            studio.send_signal(signal.SIGINT)
+            try:
+                studio.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                studio.kill()  # its children still get SIGTERM: they die with their parent
+
+
+def test_children_do_not_outlive_a_killed_runstudio(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        "SANDBOX_ADDR": f"127.0.0.1:{free_port()}",
+        "SANDBOX_DATA_DIR": str(tmp_path / "sandbox"),
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)  # noqa: S603
+    studio = subprocess.Popen([*manage, "runstudio", "--port", str(port)], env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    wait_for(lambda: len(children_of(studio.pid)) == 5)
+    everyone = list(children_of(studio.pid))
+    studio.kill()  # SIGKILL: runstudio cannot clean up itself
+    studio.wait(timeout=10)
+    for pid in everyone:
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), seconds=15)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +15,13 @@ from django.core.management.base import BaseCommand, CommandParser
 from generations import services
 
 MAX_RESTARTS_PER_MINUTE = 3
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """In a child, before it runs: on Linux, get SIGTERM if runstudio itself dies, even of a SIGKILL."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -59,7 +67,7 @@ class Command(BaseCommand):
         exit_code = 1
         try:  # whatever happens here, no child outlives this command
             for name, command in processes.items():
-                children[name] = subprocess.Popen(command, env=env)  # noqa: S603
+                children[name] = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603
             # Announce once the studio (and the sandbox) answer, so the URL and login are the last lines shown.
             self._wait_for(f"http://127.0.0.1:{port}/health/", children["web"])
             if "sandbox" in children:
@@ -91,7 +99,7 @@ class Command(BaseCommand):
                     return 1
                 self.stderr.write(f"{name} stopped (exit {child.returncode}); starting it again.")
                 restarts[name] = recent
-                children[name] = subprocess.Popen(processes[name], env=env)  # noqa: S603
+                children[name] = subprocess.Popen(processes[name], env=env, preexec_fn=_die_with_parent)  # noqa: S603
             time.sleep(0.3)
         return 0
 
