@@ -6,23 +6,25 @@ from django import forms
 
 from generations.models import Prompt, Task
 
-# Every action button on a grid image, as "action:option" -> the button's words.
-GRID_IMAGE_ACTIONS: dict[str, str] = {
-    "vary:strong": "Vary (Strong)",
-    "vary:subtle": "Vary (Subtle)",
-    "upscale:subtle": "Upscale (Subtle)",
-    "upscale:creative": "Upscale (Creative)",
-    "pan:left": "Pan left",
-    "pan:right": "Pan right",
-    "pan:up": "Pan up",
-    "pan:down": "Pan down",
-    "zoom:1.5": "Zoom Out 1.5×",
-    "zoom:2": "Zoom Out 2×",
-    "zoom:custom": "Custom Zoom",
-    "zoom:1": "Make Square",
-}
+# The value of every action button on a grid image, "action:option" (the menu in studio.html#image-actions).
+GRID_IMAGE_ACTIONS = frozenset(
+    {
+        "vary:strong",
+        "vary:subtle",
+        "upscale:subtle",
+        "upscale:creative",
+        "pan:left",
+        "pan:right",
+        "pan:up",
+        "pan:down",
+        "zoom:1.5",
+        "zoom:2",
+        "zoom:custom",
+        "zoom:1",
+    }
+)
 # An upscaled image can only be varied again.
-UPSCALE_IMAGE_ACTIONS: dict[str, str] = {k: v for k, v in GRID_IMAGE_ACTIONS.items() if k.startswith("vary:")}
+UPSCALE_IMAGE_ACTIONS = frozenset(a for a in GRID_IMAGE_ACTIONS if a.startswith("vary:"))
 
 
 class ImagineForm(forms.Form):

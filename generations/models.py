@@ -61,6 +61,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def for_team(self, team: Team) -> TaskQuerySet:
         return self.filter(team=team)
 
+    def for_cards(self) -> TaskQuerySet:
+        """With everything a task card shows, in a fixed number of queries."""
+        return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+
 
 class Task(models.Model):
     class Action(models.TextChoices):

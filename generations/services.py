@@ -190,8 +190,9 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
 # --- Talking to Apiframe ----------------------------------------------------------------------------------
 
 
-def apiframe_client() -> ApiframeClient:
-    return ApiframeClient.from_settings()
+def _apiframe(client: ApiframeClient | None) -> contextlib.AbstractContextManager[ApiframeClient]:
+    """The given client (tests pass one), or a new one from the settings, closed after use."""
+    return contextlib.nullcontext(client) if client else ApiframeClient.from_settings()
 
 
 def _webhook_kwargs() -> dict[str, str]:
@@ -229,12 +230,11 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         return  # already sent, timed out, or taken by another worker
     task = Task.objects.select_related("prompt", "parent").get(pk=task_id)
     try:
-        with contextlib.nullcontext(client) if client else apiframe_client() as api:
+        with _apiframe(client) as api:
             upstream_id = _send_upstream(api, task)
     except (RateLimited, UpstreamUnavailable) as exc:
         if exc.maybe_created:
-            # It may exist upstream already: sending again could pay twice. The user decides with Retry.
-            _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
+            _submit_failed(task_id, exc)
             return
         # Surely not created (a full queue, a 503, no connection): try again until the task's deadline,
         # never sooner than Apiframe asked.
@@ -250,7 +250,7 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         logger.info("task %s: %s", task_id, busy)
         return
     except ApiframeError as exc:
-        _task_fail(task_id, _submit_failure_message(exc), from_statuses=(Task.Status.SUBMITTING,))
+        _submit_failed(task_id, exc)
         return
     now = timezone.now()
     # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
@@ -277,18 +277,16 @@ def webhook_apply_again(*, delivery: WebhookDelivery) -> None:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(outcome=outcome, task=task)
 
 
-def _submit_failure_message(exc: ApiframeError) -> str:
+def _submit_failed(task_id: int, exc: ApiframeError) -> None:
+    """End a task that Apiframe refused, or that may exist there already: sending again could pay twice,
+    so the user decides with Retry."""
     if exc.maybe_created:
-        return "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
-    return f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
-
-
-def _task_fail(task_id: int, reason: str, *, from_statuses: tuple[str, ...]) -> bool:
+        reason = "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
+    else:
+        reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
     now = timezone.now()
-    return bool(
-        Task.objects.filter(pk=task_id, status__in=from_statuses).update(
-            status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
-        )
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+        status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
     )
 
 
@@ -465,7 +463,7 @@ def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = N
         return 0
     # Asked now: whatever the answer, leave these alone for another quiet period.
     Task.objects.filter(apiframe_task_id__in=ids).update(last_heard_at=now)
-    with contextlib.nullcontext(client) if client else apiframe_client() as api:
+    with _apiframe(client) as api:
         states = api.fetch_many(ids)
     for state in states:
         try:

@@ -59,8 +59,7 @@ def _current_team(request: HttpRequest) -> Team:
 
 def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
     """A task of the user's current team, or 404: another team's task does not exist for them."""
-    tasks = Task.objects.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
-    return get_object_or_404(tasks, pk=pk, team=_current_team(request))
+    return get_object_or_404(Task.objects.for_cards(), pk=pk, team=_current_team(request))
 
 
 def _mine_only(request: HttpRequest) -> bool:
@@ -72,10 +71,10 @@ def _mine_only(request: HttpRequest) -> bool:
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
-    tasks = Task.objects.for_team(team).select_related("prompt", "created_by", "parent__prompt")
+    tasks = Task.objects.for_team(team).for_cards()
     if mine_only:
         tasks = tasks.filter(created_by=user)
-    return list(tasks.prefetch_related("images").order_by("-created_at")[:STUDIO_PAGE_SIZE])
+    return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
 
 
 def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
@@ -132,12 +131,9 @@ def task_create(request: HttpRequest) -> HttpResponse:
     )
     if not request.htmx:
         return redirect("generations:studio")
-    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), **_sticky_choices(form)})
+    # A fresh key; mode and ratio stay as chosen.
+    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
     return _render_new_card(request, task, {"form": fresh})
-
-
-def _sticky_choices(form: ImagineForm) -> dict:
-    return {"mode": form.cleaned_data["mode"], "aspect_ratio": form.cleaned_data["aspect_ratio"]}
 
 
 def _render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:
@@ -145,7 +141,7 @@ def _render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpRes
     team = task.team
     context = {
         **context,
-        "new_task": Task.objects.select_related("prompt", "created_by", "parent__prompt").get(pk=task.pk),
+        "new_task": Task.objects.for_cards().get(pk=task.pk),
         **_pulse_context(team, cursor=timezone.now(), mine_only=_mine_only(request)),
     }
     return render(request, "generations/new_task_response.html", context)
@@ -249,8 +245,7 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
-    recent = changed.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
-    batch = list(recent.order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    batch = list(changed.for_cards().order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
     pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
     if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
@@ -285,11 +280,11 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     except OSError as exc:
         logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
         raise Http404("This image file is missing.") from exc
-    response = FileResponse(opened, as_attachment=request.GET.get("download") == "1")
-    if variant != "thumb" and response.get("Content-Disposition", "").startswith("attachment"):
-        response["Content-Disposition"] = (
-            f'attachment; filename="mjstudio-{image.task_id}-{image.index}.{field.name.rsplit(".", 1)[-1]}"'
-        )
+    if request.GET.get("download") == "1":
+        name = f"mjstudio-{image.task_id}-{image.index}.{field.name.rsplit('.', 1)[-1]}"
+        response = FileResponse(opened, as_attachment=True, filename=name)
+    else:
+        response = FileResponse(opened)
     # Private: only team members may see it. Short-lived, so that hiding an image takes effect soon.
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -56,10 +56,15 @@ def newest_card(page: Page):
 
 
 def wait_finished(card) -> None:
-    """Finished, every image saved and shown: the card will not change again."""
+    """Finished, every image saved and loaded in the page: the card will not change again."""
     expect(card).to_have_attribute("data-status", "finished", timeout=FINISHED_TIMEOUT)
     expect(card).to_have_attribute("data-ready", "true", timeout=FINISHED_TIMEOUT)
     expect(card.locator(".shot__link img").first).to_be_visible(timeout=FINISHED_TIMEOUT)
+    card.page.wait_for_function(
+        "card => [...card.querySelectorAll('.shot__link img')].every((i) => i.complete && i.naturalWidth > 0)",
+        arg=card.element_handle(),
+        timeout=FINISHED_TIMEOUT,
+    )
 
 
 def image_sizes(card) -> list[tuple[int, int]]:
