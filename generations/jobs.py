@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from django.tasks import task
 
-from generations import services
-
 
 @task()
 def submit_task(task_id: int) -> None:
-    services.task_submit(task_id=task_id)
+    from generations.services import submitting  # inside: the services enqueue these jobs
+
+    submitting.task_submit(task_id=task_id)
 
 
 @task(queue_name="mirror")
 def mirror_task_images(task_id: int) -> None:
-    services.task_mirror_images(task_id=task_id)
+    from generations.services import mirroring  # inside: the services enqueue these jobs
+
+    mirroring.task_mirror_images(task_id=task_id)

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
+from django.utils.functional import SimpleLazyObject
 from django_htmx.http import HttpResponseClientRedirect
+
+from generations.models import Team
+from generations.services import teams
 
 
 class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -20,3 +25,28 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
         # After logging in, back to the page the user was on, not to the fragment it was asking for.
         page = htmx.current_url_abs_path or "/"
         return HttpResponseClientRedirect(f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': page})}")
+
+
+def _current_team(request: HttpRequest) -> Team | None:
+    """The team the user acts in: the one chosen in this session, else their first (a personal one if none)."""
+    if not request.user.is_authenticated:
+        return None
+    team_id = request.session.get("team_id")
+    if team_id:
+        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        if team:
+            return team
+    team = teams.team_ensure_for_user(user=request.user)
+    request.session["team_id"] = team.pk
+    return team
+
+
+class TeamMiddleware:
+    """Sets `request.team` once for every view: lazily, so the webhook and static files never look it up."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.team = SimpleLazyObject(lambda: _current_team(request))
+        return self.get_response(request)

@@ -345,7 +345,7 @@ def test_a_missing_image_file_is_a_404(alice_client, make_task):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_a_burst_of_changes_is_sent_over_several_pulses(alice_client, make_task, tied):
-    from generations.views import PULSE_MAX_CARDS
+    from generations.views.studio import PULSE_MAX_CARDS
 
     start = timezone.now() - timedelta(seconds=20)
     stamps = [start if tied else start + timedelta(milliseconds=i) for i in range(60)]  # tied: one sweep

@@ -202,16 +202,16 @@ def test_deeply_nested_json_is_refused_not_crashed_on(post, task):
 
 
 def test_an_unknown_task_whose_id_arrives_meanwhile_is_applied(post, payload, make_task, monkeypatch):
-    from generations import services
+    from generations.services import applying
 
     task = make_task(status="pending")
-    real_record = services.webhook_record
+    real_record = applying.webhook_record
 
     def record_after_the_submit_stored_the_id(**kwargs):
         Task.objects.filter(pk=task.pk).update(apiframe_task_id=UPSTREAM_ID)  # the race, made certain
         return real_record(**kwargs)
 
-    monkeypatch.setattr(services, "webhook_record", record_after_the_submit_stored_the_id)
+    monkeypatch.setattr(applying, "webhook_record", record_after_the_submit_stored_the_id)
     assert post(payload("processing.json")).status_code == 200
     task.refresh_from_db()
     assert (task.status, task.percentage) == ("processing", 40)

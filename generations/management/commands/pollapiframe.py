@@ -5,8 +5,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from generations import services
 from generations.apiframe import ApiframeError, RateLimited
+from generations.services import polling
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ class Command(BaseCommand):
         delay, last_sweep = interval, 0.0
         while True:
             try:
-                services.tasks_expire_overdue()
-                services.tasks_poll()
+                polling.tasks_expire_overdue()
+                polling.tasks_poll()
                 if time.monotonic() - last_sweep > MIRROR_SWEEP_SECONDS:
-                    services.images_requeue_unmirrored()
+                    polling.images_requeue_unmirrored()
                     last_sweep = time.monotonic()
                 delay = interval
             except RateLimited as exc:

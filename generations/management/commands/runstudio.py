@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from generations import services
+from generations.services import teams
 
 MAX_RESTARTS_PER_MINUTE = 3
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             env.setdefault("SANDBOX_DATA_DIR", str(Path(settings.BASE_DIR) / ".sandbox"))
             env.setdefault("APIFRAME_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/apiframe/")
             processes["sandbox"] = [*manage, "runsandbox", settings.SANDBOX_ADDR]
-            services.demo_logins_ensure()
+            teams.demo_logins_ensure()
         processes["web"] = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
         if settings.TASKS["default"]["BACKEND"] == "django_tasks_db.DatabaseBackend":  # RQ runs its own workers
             for queue in settings.TASK_QUEUES:
@@ -115,8 +115,8 @@ class Command(BaseCommand):
     def _announce(self, port: int, *, sandbox: bool) -> None:
         lines = ["", f"mjstudio is running at http://127.0.0.1:{port}/"]
         if sandbox:
-            first, second = services.DEMO_USERS
-            lines.append(f"Log in as {first} / {services.DEMO_PASSWORD} (or {second}, same password).")
+            first, second = teams.DEMO_USERS
+            lines.append(f"Log in as {first} / {teams.DEMO_PASSWORD} (or {second}, same password).")
             lines.append(f"Apiframe is the local sandbox at http://{settings.SANDBOX_ADDR}/ (no key needed).")
         else:
             lines.append(f"Apiframe: {settings.APIFRAME_BASE_URL}")

@@ -1,0 +1,137 @@
+"""Applying Apiframe's answers: `task_apply_state` is the one function that does it, for webhooks, polls and
+fetches alike; and the webhook log."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from generations import jobs
+from generations.apiframe import TaskState
+from generations.models import Image, RejectedWebhookCount, Task, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+
+def _status_for(state: TaskState) -> str:
+    if state.is_finished:
+        return Task.Status.FINISHED
+    if state.is_failed:
+        return Task.Status.FAILED
+    if state.status == "processing":
+        return Task.Status.PROCESSING
+    return Task.Status.PENDING  # pending, staged, starting, retrying and anything unknown: still working
+
+
+def _usable_urls(state: TaskState, *, limit: int) -> dict[int, str]:
+    """Image URLs by Apiframe's index (1-4): a bad one is left out, the others keep their numbers."""
+    max_length = Image._meta.get_field("source_url").max_length
+    return {
+        index: url
+        for index, url in enumerate(state.result_urls[:limit], start=1)
+        if len(url) <= max_length and urlsplit(url).scheme in ("http", "https")
+    }
+
+
+def without_secrets(value: object) -> object:
+    """A copy of an Apiframe object with every "*secret*" key removed, however deep: never stored."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if "secret" not in str(k).lower()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
+    """Apply one Apiframe task object (from a webhook, a poll or a fetch). Idempotent and monotonic.
+
+    An update lands only if it moves the task forward (Task.RANK): a higher status, or a higher percentage
+    while processing. Finished and failed never change again. Our own "timed out" gives way to Apiframe's
+    final word: a late finished keeps the paid-for images, a late failure gives the real reason.
+    """
+    task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status").first()
+    if task is None:
+        return WebhookDelivery.Outcome.UNKNOWN_TASK, None
+    status = _status_for(state)
+    changes: dict[str, object] = {"upstream_status": state.status[:20]}
+    urls: dict[int, str] = {}
+    if status == Task.Status.FINISHED:
+        urls = _usable_urls(state, limit=4 if task.is_grid else 1)
+        if not urls:
+            # "Finished" without images is not a result: keep waiting, the poller asks again.
+            logger.warning("task %s: finished without usable image URLs", task.pk)
+            status = Task.Status.PROCESSING
+    if status == Task.Status.FINISHED:
+        changes.update(percentage=100, error="", credits=credits_for(task.action), result=without_secrets(state.raw))
+    elif status == Task.Status.FAILED:
+        error = state.error or "Midjourney could not complete this task."
+        changes.update(error=error[:500], result=without_secrets(state.raw))
+    elif status == Task.Status.PROCESSING:
+        changes["percentage"] = min(state.percentage or 0, 99)
+    moves_forward = Q(status__in=[s for s, rank in Task.RANK.items() if rank < Task.RANK[status]])
+    if status == Task.Status.PROCESSING:
+        moves_forward |= Q(status=Task.Status.PROCESSING, percentage__lt=changes["percentage"])
+
+    with transaction.atomic():
+        # Stamped once the write lock is ours, so that live refresh (which asks "changed since?") sees
+        # changes in about the order they commit.
+        now = timezone.now()
+        changes.update(updated_at=now, last_heard_at=now)
+        if status in (Task.Status.FINISHED, Task.Status.FAILED):
+            changes["finished_at"] = now
+        if status in (Task.Status.FINISHED, Task.Status.PROCESSING):
+            changes["started_at"] = Coalesce("started_at", now)
+        if not Task.objects.filter(moves_forward, pk=task.pk).update(status=status, **changes):
+            Task.objects.filter(pk=task.pk).update(last_heard_at=now)  # it is alive: no need to poll it
+            return WebhookDelivery.Outcome.STALE, task
+        if urls:
+            Image.objects.bulk_create(
+                [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
+                ignore_conflicts=True,
+            )
+            transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
+    task.status = status
+    return WebhookDelivery.Outcome.APPLIED, task
+
+
+def credits_for(action: str) -> int:
+    return settings.MJSTUDIO_CREDIT_PRICES.get(action, 0)
+
+
+def webhook_record(*, body: dict, state: TaskState | None, outcome: str, task: Task | None) -> WebhookDelivery:
+    body = without_secrets(body)  # never keep a secret, even echoed back
+    return WebhookDelivery.objects.create(
+        apiframe_task_id=(state.task_id if state else str(body.get("task_id", "")))[:64],
+        reported_status=(state.status if state else str(body.get("status", "")))[:20],
+        outcome=outcome,
+        task=task,
+        body=body,
+    )
+
+
+def webhook_count_rejection() -> None:
+    today = timezone.localdate()
+    counter, _ = RejectedWebhookCount.objects.get_or_create(day=today)
+    RejectedWebhookCount.objects.filter(pk=counter.pk).update(count=F("count") + 1)
+
+
+def webhooks_apply_early(*, apiframe_task_id: str) -> None:
+    """Webhooks can beat Apiframe's answer to us: apply the ones logged as "unknown task" for this id."""
+    early = WebhookDelivery.objects.filter(
+        apiframe_task_id=apiframe_task_id, outcome=WebhookDelivery.Outcome.UNKNOWN_TASK
+    ).order_by("received_at")
+    for delivery in early:
+        webhook_apply_again(delivery=delivery)
+
+
+def webhook_apply_again(*, delivery: WebhookDelivery) -> None:
+    """Apply a delivery logged as "unknown task" once its task is known; the log then says what it did."""
+    outcome, task = task_apply_state(state=TaskState.from_payload(delivery.body))
+    if task is not None:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(outcome=outcome, task=task)

@@ -1,0 +1,108 @@
+"""The poller's rounds: deadlines, fetch-many for quiet tasks, and mirrors a dead worker left behind."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q, Value
+from django.db.models.functions import Concat, Left
+from django.utils import timezone
+
+from generations import jobs
+from generations.apiframe import ApiframeClient
+from generations.models import Image, Task, WebhookDelivery
+from generations.services.applying import task_apply_state
+from generations.services.upstream import apiframe_client
+
+logger = logging.getLogger(__name__)
+
+
+def tasks_expire_overdue(*, now: datetime | None = None) -> int:
+    """End every task past its deadline as timed out, with the reason the user will read."""
+    now = now or timezone.now()
+    overdue = Task.objects.in_flight().filter(deadline__lt=now)
+    reasons = [
+        (
+            Q(status=Task.Status.QUEUED) & ~Q(error=""),  # Apiframe kept saying it was busy
+            Concat(Value("Never reached Apiframe before the deadline. Last answer: "), F("error")),
+        ),
+        (
+            Q(status=Task.Status.QUEUED),
+            "Never reached Apiframe before the deadline (the queue or the worker is down). Retry to send it.",
+        ),
+        (
+            Q(apiframe_task_id=None),  # a worker was still sending it, or died doing so
+            "Sending to Apiframe did not complete before the deadline; it may still run there. Retry to send it again.",
+        ),
+        (Q(), "Apiframe sent no result before the deadline. A late result still lands here, or Retry."),
+    ]
+    expired = 0
+    for which, reason in reasons:
+        error = Left(Value(reason) if isinstance(reason, str) else reason, 500)
+        expired += overdue.filter(which).update(
+            status=Task.Status.TIMED_OUT, error=error, finished_at=now, updated_at=now
+        )
+    return expired
+
+
+WEBHOOKS_ALIVE_WINDOW = timedelta(minutes=1)
+
+
+def _poll_quiet_period(now: datetime) -> float:
+    """Seconds of silence before a task is fetched: long while webhooks arrive, short when none do."""
+    webhooks_alive = (
+        settings.APIFRAME_WEBHOOK_URL
+        and WebhookDelivery.objects.filter(received_at__gt=now - WEBHOOKS_ALIVE_WINDOW).exists()
+    )
+    return settings.MJSTUDIO_POLL_AFTER if webhooks_alive else settings.MJSTUDIO_POLL_AFTER_NO_WEBHOOKS
+
+
+# A timed-out task is still asked about now and then, so that a late result lands even without webhooks.
+LATE_RESULT_WINDOW = timedelta(hours=6)
+LATE_RESULT_POLL_EVERY = timedelta(minutes=5)
+
+
+def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = None, limit: int = 200) -> int:
+    """Fetch tasks that have been quiet too long (lost webhooks, or none at all behind NAT) via fetch-many."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=_poll_quiet_period(now))
+    in_flight = Q(status__in=(Task.Status.PENDING, Task.Status.PROCESSING)) & (
+        Q(last_heard_at__lt=quiet_since) | Q(last_heard_at=None)
+    )
+    late = Q(status=Task.Status.TIMED_OUT, finished_at__gt=now - LATE_RESULT_WINDOW) & (
+        Q(last_heard_at__lt=now - LATE_RESULT_POLL_EVERY) | Q(last_heard_at=None)
+    )
+    ids = list(
+        Task.objects.filter(in_flight | late)
+        .exclude(apiframe_task_id=None)
+        .order_by("last_heard_at")
+        .values_list("apiframe_task_id", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    # Asked now: whatever the answer, leave these alone for another quiet period.
+    Task.objects.filter(apiframe_task_id__in=ids).update(last_heard_at=now)
+    with apiframe_client(client) as api:
+        states = api.fetch_many(ids)
+    for state in states:
+        try:
+            task_apply_state(state=state)
+        except Exception:  # one odd answer must not stop the others from landing
+            logger.exception("could not apply Apiframe's state for %s", state.task_id)
+    return len(states)
+
+
+def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.0) -> int:
+    """Queue the mirror again where its own retry is overdue (a worker died mid-job, a job was lost)."""
+    now = now or timezone.now()
+    lost = now - timedelta(seconds=grace)
+    task_ids = set(
+        Image.objects.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
+        .filter(Q(mirror_next_at__lt=lost) | Q(mirror_next_at=None, task__finished_at__lt=lost))
+        .values_list("task_id", flat=True)
+    )
+    for task_id in task_ids:
+        jobs.mirror_task_images.enqueue(task_id)
+    return len(task_ids)

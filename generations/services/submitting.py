@@ -1,0 +1,204 @@
+"""Creating tasks (imagine, an action on an image, a retry) and sending them to Apiframe once."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from generations import jobs
+from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
+from generations.models import Prompt, Task, Team
+from generations.services.applying import webhooks_apply_early
+from generations.services.upstream import apiframe_client, webhook_kwargs
+
+logger = logging.getLogger(__name__)
+
+
+def normalize_for_search(text: str) -> str:
+    """Lower case without diacritics, so "ca phe" finds "cà phê" (đ has no decomposition: mapped by hand)."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str, aspect_ratio: str) -> Prompt:
+    return Prompt.objects.create(
+        team=team,
+        author=author,
+        text=text,
+        search_text=normalize_for_search(text),
+        mode=mode,
+        aspect_ratio=aspect_ratio,
+    )
+
+
+def _task_create(
+    *,
+    idempotency_key: uuid.UUID,
+    created_by: AbstractBaseUser,
+    prompt_for: Callable[[], Prompt],
+    **fields: object,
+) -> tuple[Task, bool]:
+    """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
+
+    `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
+    """
+    existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
+    if existing:
+        return existing, False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            prompt = prompt_for()
+            task = Task.objects.create(
+                prompt=prompt,
+                team=prompt.team,
+                created_by=created_by,
+                idempotency_key=idempotency_key,
+                created_at=now,
+                updated_at=now,
+                deadline=now + timedelta(seconds=settings.MJSTUDIO_TASK_TIMEOUT),
+                **fields,
+            )
+            if task.root_id is None:
+                Task.objects.filter(pk=task.pk).update(root=task)
+                task.root = task
+            transaction.on_commit(lambda: jobs.submit_task.enqueue(task.pk))
+    except IntegrityError:
+        # Two requests with one key raced past the lookup above: the first one's task stands.
+        return Task.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
+    return task, True
+
+
+def task_create_imagine(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    text: str,
+    mode: str,
+    aspect_ratio: str,
+    idempotency_key: uuid.UUID,
+) -> tuple[Task, bool]:
+    return _task_create(
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
+        action=Task.Action.IMAGINE,
+    )
+
+
+def task_create_child(
+    *,
+    parent: Task,
+    user: AbstractBaseUser,
+    action: str,
+    option: str,
+    index: int | None,
+    idempotency_key: uuid.UUID,
+) -> tuple[Task, bool]:
+    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job."""
+    return _task_create(
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt_for=lambda: parent.prompt,
+        action=action,
+        option=option,
+        parent=parent,
+        parent_index=index,
+        root_id=parent.root_id or parent.pk,
+    )
+
+
+def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID) -> tuple[Task, bool]:
+    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history)."""
+    return _task_create(
+        idempotency_key=idempotency_key,
+        created_by=user,
+        prompt_for=lambda: task.prompt,
+        action=task.action,
+        option=task.option,
+        parent=task.parent,
+        parent_index=task.parent_index,
+        root_id=task.root_id if task.parent_id else None,
+    )
+
+
+def _send_upstream(client: ApiframeClient, task: Task) -> str:
+    hooks = webhook_kwargs()
+    if task.action in (Task.Action.IMAGINE, Task.Action.REROLL):
+        prompt = task.prompt
+        return client.imagine(prompt=prompt.text, mode=prompt.mode, aspect_ratio=prompt.aspect_ratio, **hooks)
+    parent_id = task.parent.apiframe_task_id
+    index = task.parent_index
+    match task.action:
+        case Task.Action.VARY:
+            return client.vary(parent_task_id=parent_id, index=index, type=task.option, **hooks)
+        case Task.Action.UPSCALE:
+            return client.upscale(parent_task_id=parent_id, index=index, type=task.option, **hooks)
+        case Task.Action.PAN:
+            return client.pan(parent_task_id=parent_id, index=index, direction=task.option, **hooks)
+        case Task.Action.ZOOM:
+            return client.zoom(parent_task_id=parent_id, index=index, factor=float(task.option), **hooks)
+    raise ValueError(f"unknown action {task.action!r}")
+
+
+def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
+    """Send a queued task to Apiframe once. Called by the `submit_task` job."""
+    now = timezone.now()
+    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
+        status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1, updated_at=now
+    )
+    if claimed != 1:
+        return  # already sent, timed out, or taken by another worker
+    task = Task.objects.select_related("prompt", "parent").get(pk=task_id)
+    try:
+        with apiframe_client(client) as api:
+            upstream_id = _send_upstream(api, task)
+    except (RateLimited, UpstreamUnavailable) as exc:
+        if exc.maybe_created:
+            _submit_failed(task_id, exc)
+            return
+        # Surely not created (a full queue, a 503, no connection): try again until the task's deadline,
+        # never sooner than Apiframe asked.
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        delay = max(retry_after or 0, min(2 ** min(task.submit_attempts, 6), 60))
+        busy = f"Apiframe is busy ({exc.message or exc.__class__.__name__}); trying again in {delay:.0f} s."
+        with transaction.atomic():
+            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+                status=Task.Status.QUEUED, error=busy[:500], updated_at=timezone.now()
+            )
+            later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))
+            transaction.on_commit(lambda: later.enqueue(task_id))
+        logger.info("task %s: %s", task_id, busy)
+        return
+    except ApiframeError as exc:
+        _submit_failed(task_id, exc)
+        return
+    now = timezone.now()
+    # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
+    Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now, last_heard_at=now)
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+        status=Task.Status.PENDING, error="", updated_at=now
+    )
+    webhooks_apply_early(apiframe_task_id=upstream_id)
+
+
+def _submit_failed(task_id: int, exc: ApiframeError) -> None:
+    """End a task that Apiframe refused, or that may exist there already: sending again could pay twice,
+    so the user decides with Retry."""
+    if exc.maybe_created:
+        reason = "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
+    else:
+        reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
+    now = timezone.now()
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
+        status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
+    )

@@ -1,0 +1,150 @@
+"""The studio page: the composer, the newest cards, and the live refresh that keeps them current."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from generations.forms import ImagineForm
+from generations.models import Image, Task, Team
+from generations.services import submitting
+
+STUDIO_PAGE_SIZE = 24
+# While anything is in flight the page asks for changes this often; otherwise only now and then,
+# so a teammate's new card still shows up.
+PULSE_BUSY_SECONDS = 0.5
+PULSE_IDLE_SECONDS = 5
+# A change committed a moment after a later one was read must not be missed: look back this far.
+# (Cards sent twice cost nothing: the page skips a card whose version it already shows.)
+PULSE_LOOKBACK = timedelta(seconds=2)
+PULSE_MAX_CARDS = 50
+
+
+def _mine_only(request: HttpRequest) -> bool:
+    """The "mine only" toggle, from this URL or, for an htmx request, from the page that sent it."""
+    if "mine" in request.GET:
+        return request.GET["mine"] == "1"
+    current = request.htmx.current_url if request.htmx else None
+    return bool(current) and "mine=1" in urlsplit(current).query.split("&")
+
+
+def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
+    tasks = Task.objects.for_team(team).for_cards()
+    if mine_only:
+        tasks = tasks.filter(created_by=user)
+    return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
+
+
+def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
+    busy = (
+        Task.objects.for_team(team).in_flight().exists()
+        or Image.objects.filter(
+            task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
+        ).exists()
+    )
+    return {
+        "pulse_cursor": cursor.isoformat(),
+        "pulse_seconds": PULSE_BUSY_SECONDS if busy else PULSE_IDLE_SECONDS,
+        "mine_only": mine_only,
+    }
+
+
+def _studio_context(request: HttpRequest, **extra: object) -> dict:
+    team = request.team
+    mine_only = _mine_only(request)
+    return {
+        "team": team,
+        "teams": Team.objects.filter(memberships__user=request.user),
+        "cards": _cards(team, mine_only=mine_only, user=request.user),
+        "page_size": STUDIO_PAGE_SIZE,
+        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
+        **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
+        **extra,
+    }
+
+
+@require_GET
+@never_cache  # never shown from the back/forward cache: its forms' keys and cards would be stale
+def studio(request: HttpRequest) -> HttpResponse:
+    return render(request, "generations/studio.html", _studio_context(request))
+
+
+@require_POST
+def task_create(request: HttpRequest) -> HttpResponse:
+    form = ImagineForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            return render(request, "generations/studio.html#composer", {"form": form}, status=422)
+        return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
+    text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
+    task, _ = submitting.task_create_imagine(
+        team=request.team,
+        user=request.user,
+        text=text,
+        mode=mode,
+        aspect_ratio=aspect_ratio,
+        # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
+        # still makes a new one.
+        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
+    )
+    if not request.htmx:
+        return redirect("generations:studio")
+    # A fresh key; mode and ratio stay as chosen.
+    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
+    return render_new_card(request, task, {"form": fresh})
+
+
+def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:
+    """The htmx answer to a new task: the form again, the new card on top, and a busy pulse."""
+    team = task.team
+    context = {
+        **context,
+        "new_task": Task.objects.for_cards().get(pk=task.pk),
+        **_pulse_context(team, cursor=timezone.now(), mine_only=_mine_only(request)),
+    }
+    return render(request, "generations/new_task_response.html", context)
+
+
+@require_GET
+@never_cache
+def studio_pulse(request: HttpRequest) -> HttpResponse:
+    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed."""
+    team = request.team
+    mine_only = _mine_only(request)
+    now = timezone.now()
+    try:
+        since = parse_datetime(request.GET.get("since", "")) or now
+        looked_back = since - PULSE_LOOKBACK
+    except (ValueError, OverflowError):  # a mangled cursor: start from now
+        since, looked_back = now, now - PULSE_LOOKBACK
+    after = request.GET.get("after", "")
+    changed = Task.objects.for_team(team)
+    if after.isdigit():
+        # Draining a burst: exactly after the last card sent, (updated_at, pk) breaking ties.
+        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
+    else:
+        changed = changed.filter(updated_at__gt=looked_back)
+    if mine_only:
+        changed = changed.filter(created_by=request.user)
+    if not changed.exists():
+        return HttpResponse(status=204)
+    batch = list(changed.for_cards().order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
+    if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
+        batch = batch[:PULSE_MAX_CARDS]
+        pulse.update(
+            pulse_cursor=batch[-1].updated_at.isoformat(), pulse_after=batch[-1].pk, pulse_seconds=PULSE_BUSY_SECONDS
+        )
+    # Oldest first, so that cards new to the page, each put on top, end up newest on top.
+    cards = sorted(batch, key=lambda task: task.created_at)
+    context = {"cards": cards, **pulse}
+    return render(request, "generations/pulse_response.html", context)

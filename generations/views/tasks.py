@@ -1,0 +1,122 @@
+"""A task and its images: acting on an image, retrying, the task page with its lineage, the image files."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from generations.forms import ActionForm
+from generations.models import Image, Task
+from generations.services import submitting
+from generations.views.studio import render_new_card
+
+logger = logging.getLogger(__name__)
+
+
+def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
+    """A task of the user's current team, or 404: another team's task does not exist for them."""
+    return get_object_or_404(Task.objects.for_cards(), pk=pk, team=request.team)
+
+
+def _refused(request: HttpRequest, task: Task, message: str, *, index: str | None = None) -> HttpResponse:
+    """An action that sends nothing: its message on the card (and in the image's menu), or as a flash."""
+    if request.htmx:
+        context = {"task": task, "message": message, "index": index}
+        return render(request, "generations/studio.html#action-error", context, status=422)
+    messages.error(request, message)
+    return redirect("generations:studio")
+
+
+@require_POST
+def task_act(request: HttpRequest, pk: int) -> HttpResponse:
+    parent = _get_task_for_user(request, pk)
+    form = ActionForm(request.POST, parent=parent)
+    if not form.is_valid():
+        message = " ".join(e for errors in form.errors.values() for e in errors)
+        index = request.POST.get("index", "")  # to show the message in that image's menu, if it is one
+        return _refused(request, parent, message, index=index if index in ("1", "2", "3", "4") else None)
+    action, option, index = (form.cleaned_data[k] for k in ("task_action", "task_option", "index"))
+    task, _ = submitting.task_create_child(
+        parent=parent,
+        user=request.user,
+        action=action,
+        option=option,
+        index=index,
+        # One key per menu: each distinct button makes its own task, a repeated click (or POST) does not.
+        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{action}:{option}:{index}"),
+    )
+    if not request.htmx:
+        return redirect("generations:studio")
+    return render_new_card(request, task, {"key_task": parent, "key_for": index or "reroll"})
+
+
+@require_POST
+def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    failed = _get_task_for_user(request, pk)
+    try:
+        key = uuid.UUID(request.POST.get("idempotency_key", ""))
+    except ValueError:
+        key = None
+    if key is None:
+        return _refused(request, failed, "This page is out of date: reload it and try again.")
+    if not failed.can_retry:
+        return _refused(request, failed, "Only a failed or timed-out task can be retried.")
+    task, _ = submitting.task_retry(task=failed, user=request.user, idempotency_key=key)
+    if not request.htmx:
+        return redirect("generations:studio")
+    return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
+
+
+def _depth_first(tasks: list[Task]) -> list[tuple[Task, int]]:
+    """A lineage as (task, depth) pairs: each task followed by everything made from it, oldest first."""
+    children: dict[int | None, list[Task]] = {}
+    for node in tasks:
+        children.setdefault(node.parent_id, []).append(node)
+    ordered: list[tuple[Task, int]] = []
+
+    def visit(node: Task, depth: int) -> None:
+        ordered.append((node, min(depth, 5)))
+        for child in children.get(node.pk, []):
+            visit(child, depth + 1)
+
+    for root in children.get(None, []):
+        visit(root, 0)
+    return ordered
+
+
+@require_GET
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _get_task_for_user(request, pk)
+    tree = Task.objects.for_team(task.team).filter(root_id=task.root_id).select_related("created_by")
+    tree = tree.order_by("created_at")
+    context = {"task": task, "lineage": _depth_first(list(tree)), "team": task.team}
+    return render(request, "generations/task_detail.html", context)
+
+
+@require_GET
+def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
+    """Serve a mirrored image to members of its team only (files are never public)."""
+    if variant not in ("thumb", "full"):
+        raise Http404("No such image variant.")
+    image = get_object_or_404(Image.objects.select_related("task"), pk=pk, task__team=request.team)
+    field = image.thumbnail if variant == "thumb" else image.file
+    if not field:
+        raise Http404("This image has not been saved yet.")
+    try:
+        opened = field.open("rb")
+    except OSError as exc:
+        logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
+        raise Http404("This image file is missing.") from exc
+    if request.GET.get("download") == "1":
+        name = f"mjstudio-{image.task_id}-{image.index}.{field.name.rsplit('.', 1)[-1]}"
+        response = FileResponse(opened, as_attachment=True, filename=name)
+    else:
+        response = FileResponse(opened)
+    # Private: only team members may see it. Short-lived, so that hiding an image takes effect soon.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
