@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 import requests
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
 from django.db import connection
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from PIL import Image as PILImage
 
-from generations.models import Image, Task
-from generations.services import mirroring, polling
+from generations import jobs
+from generations.models import Chore, Image, Task, WebhookDelivery
+from generations.services import housekeeping, mirroring, polling
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,3 +304,119 @@ def test_a_host_that_refuses_connections_backs_off(make_task, settings):
         1,
         "download failed: ConnectionError",
     )
+
+
+# --- Jobs and files a killed worker left behind --------------------------------------------------------------
+
+
+def test_it_reaps_jobs_left_running_by_a_killed_worker(settings, db_queue):
+    settings.MJSTUDIO_JOB_TIMEOUT = 600
+    now = timezone.now()
+    dead, alive, waiting = (jobs.mirror_task_images.enqueue(n).id for n in (1, 2, 3))
+    DBTaskResult.objects.filter(pk__in=[dead, alive]).update(status=TaskResultStatus.RUNNING)
+    DBTaskResult.objects.filter(pk=dead).update(started_at=now - timedelta(minutes=11))
+    DBTaskResult.objects.filter(pk=alive).update(started_at=now - timedelta(minutes=9))
+    assert housekeeping.jobs_reap_running(now=now) == 1
+    status = dict(DBTaskResult.objects.values_list("id", "status"))
+    assert (status[uuid.UUID(dead)], status[uuid.UUID(alive)], status[uuid.UUID(waiting)]) == (
+        "FAILED",
+        "RUNNING",
+        "READY",
+    )
+    reaped = DBTaskResult.objects.get(pk=dead)
+    assert reaped.finished_at == now and "its worker died" in reaped.traceback
+    assert housekeeping.jobs_reap_running(now=now) == 0
+
+
+def test_an_image_claimed_by_a_killed_worker_is_mirrored_again(grid, image_host, db_queue, settings):
+    task = grid(image_host, "/fast")
+    (image,) = task.images.all()
+    now = timezone.now()
+    # A worker claimed it (as `image_mirror_once` does) and was killed mid-download.
+    Image.objects.filter(pk=image.pk).update(mirror_attempts=1, mirror_next_at=now + timedelta(seconds=120))
+    assert polling.images_requeue_unmirrored(now=now + timedelta(seconds=60)) == 0  # its claim still holds
+    assert polling.images_requeue_unmirrored(now=now + timedelta(seconds=190)) == 1
+    Image.objects.filter(pk=image.pk).update(mirror_next_at=now)  # the claim ran out
+    mirroring.task_mirror_images(task_id=task.pk)
+    image.refresh_from_db()
+    assert (image.is_mirrored, image.mirror_attempts) == (True, 2)
+
+
+def _stored(name: str, *, age: timedelta) -> str:
+    name = default_storage.save(name, ContentFile(b"bytes"))
+    then = (timezone.now() - age).timestamp()
+    os.utime(default_storage.path(name), (then, then))
+    return name
+
+
+def test_it_sweeps_old_files_no_image_names(make_task):
+    task = make_task(status="finished")
+    old = timedelta(hours=2)
+    recorded_file, recorded_thumb = _stored("images/kept.png", age=old), _stored("thumbs/kept.webp", age=old)
+    Image.objects.create(task=task, index=1, source_url="https://cdn.apiframe.pro/1.png", file=recorded_file)
+    Image.objects.create(task=task, index=2, source_url="https://cdn.apiframe.pro/2.png", thumbnail=recorded_thumb)
+    orphans = [_stored("images/orphan.png", age=old), _stored("thumbs/orphan.webp", age=old)]
+    young = _stored("images/being-recorded.png", age=timedelta(minutes=5))
+    assert housekeeping.files_sweep_orphans() == 2
+    assert [default_storage.exists(n) for n in orphans] == [False, False]
+    assert all(default_storage.exists(n) for n in (recorded_file, recorded_thumb, young))
+    assert housekeeping.files_sweep_orphans() == 0
+
+
+def test_the_orphan_sweep_works_in_batches(make_task, monkeypatch):
+    monkeypatch.setattr(housekeeping, "BATCH", 2)
+    task = make_task(status="finished")
+    names = [_stored(f"images/{i}.png", age=timedelta(hours=2)) for i in range(5)]
+    for index, name in enumerate(names[:3], start=1):
+        Image.objects.create(task=task, index=index, source_url="https://cdn.apiframe.pro/x.png", file=name)
+    assert housekeeping.files_sweep_orphans() == 2
+    assert [default_storage.exists(n) for n in names] == [True, True, True, False, False]
+
+
+# --- Retention --------------------------------------------------------------------------------------------
+
+
+def _job_row(*, status: str, finished_days_ago: float | None) -> DBTaskResult:
+    finished_at = timezone.now() - timedelta(days=finished_days_ago) if finished_days_ago is not None else None
+    return DBTaskResult.objects.create(
+        status=status,
+        args_kwargs={"args": [1], "kwargs": {}},
+        task_path="generations.jobs.mirror_task_images",
+        backend_name="default",
+        run_after=timezone.now(),
+        finished_at=finished_at,
+    )
+
+
+def _delivery(days_ago: float) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        received_at=timezone.now() - timedelta(days=days_ago), outcome="applied", body={"task_id": "x"}
+    )
+
+
+def test_the_poller_prunes_old_rows_only_and_once_a_day(settings):
+    settings.MJSTUDIO_RETENTION_DAYS = 30
+    old_deliveries, recent_delivery = [_delivery(31), _delivery(40)], _delivery(29)
+    old_jobs = [_job_row(status=s, finished_days_ago=31) for s in ("SUCCESSFUL", "FAILED")]
+    kept_jobs = [_job_row(status="SUCCESSFUL", finished_days_ago=1), _job_row(status="READY", finished_days_ago=None)]
+    call_command("pollapiframe", "--once")  # no cron: the poller does it
+    assert list(WebhookDelivery.objects.all()) == [recent_delivery]
+    assert set(DBTaskResult.objects.all()) == set(kept_jobs)
+    assert not any(DBTaskResult.objects.filter(pk=j.pk).exists() for j in old_jobs)
+    assert not any(WebhookDelivery.objects.filter(pk=d.pk).exists() for d in old_deliveries)
+
+    newly_old = _delivery(35)
+    call_command("pollapiframe", "--once")  # a restart the same day: not again
+    housekeeping.chores_run_due(now=timezone.now() + timedelta(hours=23))
+    assert WebhookDelivery.objects.filter(pk=newly_old.pk).exists()
+    housekeeping.chores_run_due(now=timezone.now() + timedelta(days=1, minutes=1))  # the next day
+    assert not WebhookDelivery.objects.filter(pk=newly_old.pk).exists()
+    assert Chore.objects.get(name="prune_old_rows").last_run_at > timezone.now() + timedelta(days=1)
+
+
+def test_the_prune_deletes_in_batches(monkeypatch, settings):
+    monkeypatch.setattr(housekeeping, "BATCH", 3)
+    for _ in range(7):
+        _delivery(45)
+    assert housekeeping.rows_prune_old() == 7
+    assert not WebhookDelivery.objects.exists()
