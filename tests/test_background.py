@@ -3,6 +3,7 @@ their cap, jobs and files a killed worker left behind, race-safe first requests,
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import os
@@ -17,15 +18,15 @@ import requests
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from PIL import Image as PILImage
 
 from generations import jobs
-from generations.models import Chore, Image, Task, WebhookDelivery
-from generations.services import housekeeping, mirroring, polling
+from generations.models import Chore, Image, Membership, Task, Team, WebhookDelivery
+from generations.services import housekeeping, mirroring, polling, teams
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -420,3 +421,78 @@ def test_the_prune_deletes_in_batches(monkeypatch, settings):
         _delivery(45)
     assert housekeeping.rows_prune_old() == 7
     assert not WebhookDelivery.objects.exists()
+
+
+# --- Concurrency: simultaneous first requests -------------------------------------------------------------
+
+
+@pytest.fixture
+def all_six_looked_first(monkeypatch):
+    """Hold each request's team creation until all six have looked for a team: the race, every time."""
+    looked = threading.Barrier(6)
+    create = Team.objects.create
+
+    def create_once_all_looked(**fields):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            looked.wait(timeout=1.5)  # on SQLite the first holds the write lock: the others wait there
+        return create(**fields)
+
+    monkeypatch.setattr(Team.objects, "create", create_once_all_looked)
+
+
+def test_six_simultaneous_first_requests_make_one_personal_team(django_user_model, all_six_looked_first):
+    user = django_user_model.objects.create_user(username="dana", password="pw-dana")
+    start = threading.Barrier(6)
+    teams_seen: list[int] = []
+
+    def first_request() -> None:
+        start.wait()
+        teams_seen.append(teams.team_ensure_for_user(user=user).pk)
+
+    requests_ = [_in_thread(first_request) for _ in range(6)]
+    for request in requests_:
+        request.join(timeout=20)
+    (team,) = Team.objects.all()
+    assert teams_seen == [team.pk] * 6
+    assert team.personal_for == user
+    assert list(Membership.objects.values_list("team_id", "user_id")) == [(team.pk, user.pk)]
+
+
+def test_six_simultaneous_first_page_loads_make_one_personal_team(live_server, django_user_model, all_six_looked_first):
+    django_user_model.objects.create_user(username="erin", password="pw-erin")
+    sessions = []
+    for _ in range(6):  # six tabs, each logged in, none has loaded a page yet
+        session = requests.Session()
+        login = session.get(f"{live_server.url}/accounts/login/")
+        token = session.cookies["csrftoken"]
+        assert login.status_code == 200
+        session.post(
+            f"{live_server.url}/accounts/login/",
+            {"username": "erin", "password": "pw-erin", "csrfmiddlewaretoken": token},
+            allow_redirects=False,
+        )
+        sessions.append(session)
+    assert not Team.objects.exists()  # logged in, but no page loaded yet
+    start = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def load(session: requests.Session) -> None:
+        start.wait()
+        statuses.append(session.get(f"{live_server.url}/").status_code)
+
+    loads = [threading.Thread(target=load, args=(s,)) for s in sessions]
+    for thread in loads:
+        thread.start()
+    for thread in loads:
+        thread.join(timeout=30)
+    assert statuses == [200] * 6
+    assert Team.objects.count() == 1
+
+
+def test_a_user_has_one_personal_team_in_the_database():
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username="finn")
+    Team.objects.create(name="one", personal_for=user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Team.objects.create(name="two", personal_for=user)
