@@ -26,7 +26,7 @@ from PIL import Image as PILImage
 
 from generations import jobs
 from generations.models import Chore, Image, Membership, Task, Team, WebhookDelivery
-from generations.services import housekeeping, mirroring, polling, teams
+from generations.services import housekeeping, mirroring, polling, submitting, teams
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -496,3 +496,63 @@ def test_a_user_has_one_personal_team_in_the_database():
     Team.objects.create(name="one", personal_for=user)
     with pytest.raises(IntegrityError), transaction.atomic():
         Team.objects.create(name="two", personal_for=user)
+
+
+# --- Idempotency keys: scoped to the team and the parent ---------------------------------------------------
+
+
+def _act(client, task, *, action="pan:left", index=1, key):
+    return client.post(f"/tasks/{task.pk}/act/", {"action": action, "index": index, "idempotency_key": str(key)})
+
+
+def test_a_key_reused_on_another_parent_makes_a_task_there(alice_client, make_task):
+    first, second = (make_task(status="finished", upstream_id=f"up-{n}") for n in (1, 2))
+    key = uuid.uuid4()
+    assert _act(alice_client, first, key=key).status_code == 302
+    assert _act(alice_client, second, key=key).status_code == 302
+    assert _act(alice_client, second, key=key).status_code == 302  # a double click there: still one
+    assert Task.objects.filter(parent=first).count() == 1
+    assert Task.objects.filter(parent=second).count() == 1
+
+
+def test_a_key_reused_after_switching_teams_makes_a_task_in_the_new_team(alice_client, alice, team):
+    other = Team.objects.create(name="Night Shift")
+    Membership.objects.create(team=other, user=alice)
+    data = {"prompt": "a lighthouse in fog", "mode": "fast", "aspect_ratio": "16:9", "idempotency_key": uuid.uuid4()}
+    assert alice_client.post("/tasks/", data).status_code == 302
+    assert alice_client.post("/team/", {"team": other.pk}).status_code == 302
+    assert alice_client.post("/tasks/", data).status_code == 302
+    assert alice_client.post("/tasks/", data).status_code == 302  # repeated in the new team: still one there
+    assert Task.objects.filter(team=team).count() == 1
+    assert Task.objects.filter(team=other).count() == 1
+
+
+def test_one_key_on_two_retry_buttons_makes_two_retries(alice_client, make_task):
+    failed = [make_task(status="failed", upstream_id=f"up-{n}") for n in (1, 2)]
+    key = uuid.uuid4()
+    for task in failed:
+        assert alice_client.post(f"/tasks/{task.pk}/retry/", {"idempotency_key": str(key)}).status_code == 302
+    retries = Task.objects.exclude(pk__in=[t.pk for t in failed])
+    assert retries.count() == 2
+    assert sorted(r.prompt_id for r in retries) == sorted(t.prompt_id for t in failed)
+
+
+def test_the_database_refuses_a_second_task_for_one_key_even_without_a_parent(alice, team):
+    key = uuid.uuid4()
+    task, created = submitting.task_create_imagine(
+        team=team, user=alice, text="a kite", mode="fast", aspect_ratio="1:1", idempotency_key=key
+    )
+    assert created
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Task.objects.create(
+            team=team,
+            prompt=task.prompt,
+            created_by=alice,
+            action="imagine",
+            idempotency_key=key,
+            deadline=task.deadline,
+        )
+    again, created = submitting.task_create_imagine(
+        team=team, user=alice, text="a kite", mode="fast", aspect_ratio="1:1", idempotency_key=key
+    )
+    assert (again, created) == (task, False)

@@ -66,7 +66,10 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, failed, "This page is out of date: reload it and try again.")
     if not failed.can_retry:
         return _refused(request, failed, "Only a failed or timed-out task can be retried.")
-    task, _ = submitting.task_retry(task=failed, user=request.user, idempotency_key=key)
+    # Per failed task: one key sent with two Retry buttons makes two retries, never returns the other one.
+    task, _ = submitting.task_retry(
+        task=failed, user=request.user, idempotency_key=uuid.uuid5(key, f"retry:{failed.pk}")
+    )
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
