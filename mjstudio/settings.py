@@ -179,7 +179,7 @@ MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 *
 # Wall-clock limit for downloading one image, enforced on every read: a host dripping bytes is cut off here.
 MJSTUDIO_DOWNLOAD_SECONDS = env.float("MJSTUDIO_DOWNLOAD_SECONDS", default=60.0)
 # Images one mirror job downloads at once: its own task's (up to 4), and with the threads left, other tasks'
-# that are due, so that one slow host never holds the others up. Each holds up to MJSTUDIO_MAX_IMAGE_BYTES.
+# not tried yet, so that one slow host never holds the others up. Each holds up to MJSTUDIO_MAX_IMAGE_BYTES.
 MJSTUDIO_MIRROR_THREADS = env.int("MJSTUDIO_MIRROR_THREADS", default=8)
 # A job still "running" after this many seconds lost its worker (killed): the poller marks it failed, and its
 # work is picked up again by the poller's own sweeps. Far above the longest job (a submit: APIFRAME_TIMEOUT;

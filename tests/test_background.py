@@ -180,6 +180,16 @@ def test_a_slow_host_does_not_hold_up_another_tasks_images(image_host, grid, set
     assert image_host.requests.total() == 8
 
 
+def test_a_job_takes_other_grids_new_images_but_leaves_retries_to_their_own_jobs(image_host, grid):
+    own, waiting = grid(image_host, "/fast"), grid(image_host, "/fast")
+    retrying = grid(image_host, "/slow")  # a slow host's image, due for its second try
+    Image.objects.filter(task=retrying).update(mirror_attempts=1, mirror_next_at=timezone.now())
+    mirroring.task_mirror_images(task_id=own.pk)
+    assert not Image.objects.filter(task__in=[own, waiting], mirrored_at=None).exists()
+    assert retrying.images.get().mirror_attempts == 1
+    assert image_host.requests.total() == 2
+
+
 # --- Mirror retries respect their cap and don't multiply ---------------------------------------------------
 
 

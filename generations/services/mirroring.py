@@ -2,7 +2,7 @@
 
 Each image is claimed before it is downloaded, by a conditional update that counts the attempt: duplicate jobs
 never download one image at the same time, nor pass the attempt cap. A job downloads several images at once:
-its own task's, and, while those are still coming, other tasks' that are due, so one slow host never holds
+its own task's, and, while those are still coming, other tasks' new ones, so one slow host never holds
 up everyone else's grids.
 """
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_SIZE = (640, 640)
 READ_SIZE = 64 * 1024  # at most this much per read; a read returns whatever has arrived
 CLAIM_MARGIN = timedelta(seconds=60)  # beyond the download limit, for storing the file and its thumbnail
-LOOK_FOR_WORK_EVERY = 0.5  # seconds between looks for other tasks' due images while threads are busy
+LOOK_FOR_WORK_EVERY = 0.5  # seconds between looks for other tasks' new images while threads are busy
 # Statuses no try can change: a redirect (never followed), or a refusal. 404 is not among them: a CDN may
 # not have the file yet a moment after the task finished.
 TRANSIENT_STATUSES = frozenset({404, 408, 425, 429})
@@ -71,7 +71,7 @@ def task_mirror_images(*, task_id: int) -> None:
     tried = set(own)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mirror") as pool:
         running = {pool.submit(image_mirror_once, image_id=pk) for pk in own}
-        # Threads our own images leave idle take other tasks' due images: a job stuck on one slow host must
+        # Threads our own images leave idle take other tasks' new images: a job stuck on one slow host must
         # not leave the grids queued behind it at "Saving…".
         while running and time.monotonic() < take_work_until:
             for image_id in _images_due(exclude=tried, limit=threads - len(running)):
@@ -82,16 +82,12 @@ def task_mirror_images(*, task_id: int) -> None:
 
 
 def _images_due(*, exclude: set[int], limit: int) -> list[int]:
+    """Other grids' images never tried yet, oldest first. Retries are left to their own jobs: a slow host's
+    retries must not take the threads that new grids are waiting for."""
     if limit <= 0:
         return []
-    now = timezone.now()
-    due = (
-        Image.objects.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
-        .filter(Q(mirror_next_at=None) | Q(mirror_next_at__lte=now))
-        .exclude(pk__in=exclude)
-        .order_by("pk")
-    )
-    return list(due.values_list("pk", flat=True)[:limit])
+    fresh = Image.objects.filter(mirrored_at=None, mirror_attempts=0).exclude(pk__in=exclude).order_by("pk")
+    return list(fresh.values_list("pk", flat=True)[:limit])
 
 
 def image_mirror_once(*, image_id: int) -> None:
