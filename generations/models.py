@@ -136,6 +136,15 @@ class Task(models.Model):
             models.Index(fields=("team", "-created_at"), name="task_team_recent"),
             # Live refresh: a team's tasks changed since a moment.
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
+            # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
+            models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The team's cap on tasks in flight (services/limits.py) and the studio's busy check: a team's tasks
+            # in flight, however many it has finished.
+            models.Index(
+                fields=("team",),
+                name="task_team_in_flight",
+                condition=Q(status__in=("queued", "submitting", "pending", "processing")),
+            ),
             # The poller and the deadline sweep: tasks still in flight.
             models.Index(
                 fields=("status", "last_heard_at"),
@@ -260,13 +269,3 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"
-
-
-class RejectedWebhookCount(models.Model):
-    """Deliveries refused for a wrong or missing secret: only counted per day, their bodies never stored."""
-
-    day = models.DateField(unique=True)
-    count = models.PositiveIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.day}: {self.count}"
