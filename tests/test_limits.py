@@ -286,6 +286,15 @@ def test_a_success_resets_the_failures(login_limits, alice):
     assert _login("alice", "wrong")[0].status_code == 200  # counting from zero again: not locked at 2
 
 
+def test_another_accounts_success_from_the_same_address_does_not_forget_the_failures(login_limits, alice, bob):
+    _login("alice", "wrong")
+    _login("alice", "wrong")
+    response, _ = _login("bob", "pw-bob")  # someone with a login of their own, at the same address
+    assert response.status_code == 302
+    assert _login("alice", "wrong")[0].status_code == 429
+    assert _login("alice", "pw-alice")[0].status_code == 429
+
+
 def test_staff_unlock_an_account_in_the_admin(login_limits, alice):
     for _ in range(3):
         _login("alice", "wrong")

@@ -10,7 +10,8 @@ import time
 from datetime import datetime, timedelta
 
 from axes.handlers.database import AxesDatabaseHandler
-from axes.helpers import get_cool_off, get_failure_limit
+from axes.helpers import get_client_username, get_cool_off, get_failure_limit
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -101,6 +102,12 @@ class LoginAttemptHandler(AxesDatabaseHandler):
         if address >= settings.MJSTUDIO_LOGIN_IP_FAILURE_LIMIT:
             return max(account, get_failure_limit(request, credentials))  # axes compares with the account limit
         return account
+
+    def reset_user_attempts(self, request: HttpRequest, credentials: dict | None = None) -> int:
+        """A success forgets the account's own failures only (AXES_RESET_ON_SUCCESS): axes would also forget the
+        address's, so anyone with a login could clear the failures against another account from the same place."""
+        count, _ = AccessAttempt.objects.filter(username=get_client_username(request, credentials)).delete()
+        return count
 
     def lockout_ends(self, request: HttpRequest, credentials: dict | None = None) -> datetime:
         """When a lockout lifts at the latest: the newest failure counted against the account or the address
