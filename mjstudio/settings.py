@@ -239,8 +239,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"skip_refused_webhooks": {"()": "mjstudio.logs.SkipRefusedWebhooks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # django-axes: failures and lockouts (warnings) only, not a line per successful login.
-    "loggers": {"django.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING", "filters": ["skip_refused_webhooks"]},
+        # django-axes: failures and lockouts (warnings) only, not a line per successful login.
+        "axes": {"level": "WARNING"},
+    },
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -150,14 +151,19 @@ def test_a_flood_of_bad_secrets_costs_no_query_and_a_handful_of_log_lines(
     assert statuses == {401}
     assert limits.webhook_refusals() == (250, 0)
     # The 1st, 10th and 100th refusals of the hour are logged, with the count so far; nothing else is.
-    assert [r.getMessage().split(" deliveries")[0] for r in caplog.records] == [
-        "webhook: 1",
-        "webhook: 10",
-        "webhook: 100",
-    ]
+    assert [(r.name, r.args[0]) for r in caplog.records] == [(limits.__name__, n) for n in (1, 10, 100)]
     task.refresh_from_db()
     assert task.status == "pending"
     assert not WebhookDelivery.objects.exists()
+
+
+def test_the_web_servers_access_line_is_dropped_for_a_refused_webhook_only(caplog):
+    server = logging.getLogger("django.server")
+    with caplog.at_level("INFO"):
+        server.warning('"%s" %s %s', "POST /webhooks/apiframe/ HTTP/1.1", "401", "23", extra={"status_code": 401})
+        server.warning('"%s" %s %s', "GET /nowhere/ HTTP/1.1", "404", "0", extra={"status_code": 404})
+        server.warning('"%s" %s %s', "POST /webhooks/apiframe/ HTTP/1.1", "400", "9", extra={"status_code": 400})
+    assert [r.args[0] for r in caplog.records] == ["GET /nowhere/ HTTP/1.1", "POST /webhooks/apiframe/ HTTP/1.1"]
 
 
 def test_a_good_secret_is_not_counted_as_refused(post, payload, task, empty_cache):

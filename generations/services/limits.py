@@ -155,7 +155,7 @@ def webhook_refusal_count(*, source: str | None) -> int:
         count = 1
     if str(count).rstrip("0") == "1":
         logger.warning(
-            "webhook: %d deliveries refused this hour for a wrong or missing secret (the latest from %s)",
+            "webhook refusals this hour (wrong or missing secret): %d, the latest from %s",
             count,
             source or "an unknown address",
         )
