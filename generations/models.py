@@ -138,13 +138,10 @@ class Task(models.Model):
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
             # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
             models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
-            # The team's cap on tasks in flight (services/limits.py) and the studio's busy check: a team's tasks
-            # in flight, however many it has finished.
-            models.Index(
-                fields=("team",),
-                name="task_team_in_flight",
-                condition=Q(status__in=("queued", "submitting", "pending", "processing")),
-            ),
+            # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
+            # alone) and the studio's busy check, however many tasks the team has finished. Not a partial index:
+            # SQLite cannot match one against a bound `status IN (?, ...)`.
+            models.Index(fields=("team", "status", "deadline"), name="task_team_status"),
             # The poller and the deadline sweep: tasks still in flight.
             models.Index(
                 fields=("status", "last_heard_at"),

@@ -74,7 +74,7 @@ def submission_refusal(*, user: AbstractBaseUser, team: Team, now: datetime | No
             )
     cap = settings.MJSTUDIO_TEAM_MAX_IN_FLIGHT
     if cap > 0:
-        # One query on the partial index task_team_in_flight.
+        # One query, answered from the index task_team_status.
         in_flight = Task.objects.for_team(team).in_flight().aggregate(count=Count("pk"), first_deadline=Min("deadline"))
         if in_flight["count"] >= cap:
             # A slot frees when a task ends: any moment, and at the latest at the first deadline.
