@@ -189,8 +189,8 @@ MJSTUDIO_SUBMIT_WINDOW = env.int("MJSTUDIO_SUBMIT_WINDOW", default=600)
 MJSTUDIO_TEAM_MAX_IN_FLIGHT = env.int("MJSTUDIO_TEAM_MAX_IN_FLIGHT", default=12)
 
 # Login (django-axes): an account is locked after MJSTUDIO_LOGIN_FAILURE_LIMIT failures, an address (a whole
-# office behind one NAT, so a higher bar) after MJSTUDIO_LOGIN_IP_FAILURE_LIMIT, for the cool-off; a success
-# resets both; staff unlock by deleting the attempt in the admin (Axes > Access attempts).
+# office behind one NAT, so a higher bar) after MJSTUDIO_LOGIN_IP_FAILURE_LIMIT, for the cool-off; a success forgets
+# the account's own failures; staff unlock by deleting the attempts in the admin (Axes > Access attempts).
 MJSTUDIO_LOGIN_FAILURE_LIMIT = env.int("MJSTUDIO_LOGIN_FAILURE_LIMIT", default=5)
 MJSTUDIO_LOGIN_IP_FAILURE_LIMIT = env.int("MJSTUDIO_LOGIN_IP_FAILURE_LIMIT", default=20)
 AXES_FAILURE_LIMIT = MJSTUDIO_LOGIN_FAILURE_LIMIT
