@@ -17,6 +17,7 @@ from django.utils import timezone
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
 from generations.models import Prompt, Task, Team
+from generations.services import limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
 
@@ -44,7 +45,7 @@ def _task_create(
     *,
     idempotency_key: uuid.UUID,
     created_by: AbstractBaseUser,
-    team_id: int,
+    team: Team,
     prompt_for: Callable[[], Prompt],
     **fields: object,
 ) -> tuple[Task, bool]:
@@ -53,13 +54,16 @@ def _task_create(
     A key counts within one team and on one parent (the constraints on Task say the same): reused on another
     parent, or after switching teams, it makes a new task, never answers with a different one.
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
+    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit.
     """
     same_request = Task.objects.filter(
-        created_by=created_by, team_id=team_id, parent=fields.get("parent"), idempotency_key=idempotency_key
+        created_by=created_by, team=team, parent=fields.get("parent"), idempotency_key=idempotency_key
     )
     existing = same_request.first()
     if existing:
-        return existing, False
+        return existing, False  # a replay of an accepted submit is no new call: never refused
+    if refused := limits.submission_refusal(user=created_by, team=team):
+        raise refused
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -99,7 +103,7 @@ def task_create_imagine(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
-        team_id=team.pk,
+        team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
         action=Task.Action.IMAGINE,
     )
@@ -118,7 +122,7 @@ def task_create_child(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
-        team_id=parent.team_id,
+        team=parent.team,
         prompt_for=lambda: parent.prompt,
         action=action,
         option=option,
@@ -133,7 +137,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
-        team_id=task.team_id,
+        team=task.team,
         prompt_for=lambda: task.prompt,
         action=task.action,
         option=task.option,

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0002_mirror_retry_and_webhook_lookup'),
+        ('generations', '0003_limits_drop_rejected_webhook_count'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
