@@ -12,6 +12,15 @@ from django.utils import timezone
 class Team(models.Model):
     name = models.CharField(max_length=100)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    # Set on the team made for a user's first request: unique, so simultaneous first requests make one team.
+    personal_for = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="personal_team",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -150,7 +159,18 @@ class Task(models.Model):
             ),
         ]
         constraints = [
-            models.UniqueConstraint(fields=("created_by", "idempotency_key"), name="task_idempotency_key_unique"),
+            # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
+            # answers with another one. Two conditions because NULL parents (imagine) would never collide.
+            models.UniqueConstraint(
+                fields=("created_by", "team", "parent", "idempotency_key"),
+                condition=Q(parent__isnull=False),
+                name="task_idempotency_key_per_parent",
+            ),
+            models.UniqueConstraint(
+                fields=("created_by", "team", "idempotency_key"),
+                condition=Q(parent__isnull=True),
+                name="task_idempotency_key_per_root",
+            ),
             models.CheckConstraint(
                 condition=Q(parent_index__isnull=True) | Q(parent_index__gte=1, parent_index__lte=4),
                 name="task_parent_index_1_to_4",
@@ -215,10 +235,15 @@ class Image(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     size_bytes = models.PositiveIntegerField(null=True, blank=True)
+    # Counted when a worker claims the image, so duplicate jobs never pass the cap; a permanent error (a
+    # refused host, a redirect, not an image) spends them all at once: no further try could help.
     mirror_attempts = models.PositiveSmallIntegerField(default=0)
     mirror_error = models.CharField(max_length=300, blank=True)
-    # When the mirror job's own retry is due; the poller re-queues it if that moment passes unnoticed.
+    # When the next try is due: after a backoff, or when a claiming worker's time is up (it died). Nobody
+    # claims the image before then; the poller re-queues it if that moment passes unnoticed.
     mirror_next_at = models.DateTimeField(null=True, blank=True)
+    # The job queued to retry it, so the poller does not queue another while that one still waits.
+    mirror_job_id = models.CharField(max_length=64, blank=True, editable=False)
     mirrored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -266,3 +291,14 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"
+
+
+class Chore(models.Model):
+    """When a periodic chore of the poller (pruning, sweeping files) last ran: kept across restarts, and
+    claimed with a conditional update, so two pollers never both run it."""
+
+    name = models.CharField(max_length=40, unique=True)
+    last_run_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_run_at}"

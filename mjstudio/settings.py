@@ -181,6 +181,19 @@ MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024
 MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=25_000_000)  # 4x upscales fit
 MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 * 1024)
 
+# --- Background work: downloads, stuck jobs, retention ----------------------------------------------------
+# Wall-clock limit for downloading one image, enforced on every read: a host dripping bytes is cut off here.
+MJSTUDIO_DOWNLOAD_SECONDS = env.float("MJSTUDIO_DOWNLOAD_SECONDS", default=60.0)
+# Images one mirror job downloads at once: its own task's (up to 4), and with the threads left, other tasks'
+# not tried yet, so that one slow host never holds the others up. Each holds up to MJSTUDIO_MAX_IMAGE_BYTES.
+MJSTUDIO_MIRROR_THREADS = env.int("MJSTUDIO_MIRROR_THREADS", default=8)
+# A job still "running" after this many seconds lost its worker (killed): the poller marks it failed, and its
+# work is picked up again by the poller's own sweeps. Far above the longest job (a submit: APIFRAME_TIMEOUT;
+# a mirror: about two download limits).
+MJSTUDIO_JOB_TIMEOUT = env.float("MJSTUDIO_JOB_TIMEOUT", default=600.0)
+# Webhook deliveries and finished job rows older than this are deleted, once a day, by the poller.
+MJSTUDIO_RETENTION_DAYS = env.int("MJSTUDIO_RETENTION_DAYS", default=30)
+
 # --- Limits on abuse --------------------------------------------------------------------------------------
 # Submissions (each one a paid upstream call): at most MJSTUDIO_SUBMIT_MAX new tasks per user in any
 # MJSTUDIO_SUBMIT_WINDOW seconds, and at most MJSTUDIO_TEAM_MAX_IN_FLIGHT of a team's tasks in flight. 0 = no limit.

@@ -51,10 +51,15 @@ def _task_create(
 ) -> tuple[Task, bool]:
     """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
 
+    A key counts within one team and on one parent (the constraints on Task say the same): reused on another
+    parent, or after switching teams, it makes a new task, never answers with a different one.
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
     Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit.
     """
-    existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
+    same_request = Task.objects.filter(
+        created_by=created_by, team=team, parent=fields.get("parent"), idempotency_key=idempotency_key
+    )
+    existing = same_request.first()
     if existing:
         return existing, False  # a replay of an accepted submit is no new call: never refused
     if refused := limits.submission_refusal(user=created_by, team=team):
@@ -79,7 +84,10 @@ def _task_create(
             transaction.on_commit(lambda: jobs.submit_task.enqueue(task.pk))
     except IntegrityError:
         # Two requests with one key raced past the lookup above: the first one's task stands.
-        return Task.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
+        existing = same_request.first()
+        if existing is None:
+            raise
+        return existing, False
     return task, True
 
 

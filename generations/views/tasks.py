@@ -77,7 +77,10 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     if not failed.can_retry:
         return _refused(request, failed, "Only a failed or timed-out task can be retried.")
     try:
-        task, _ = submitting.task_retry(task=failed, user=request.user, idempotency_key=key)
+        # Per failed task: one key sent with two Retry buttons makes two retries, never returns the other one.
+        task, _ = submitting.task_retry(
+            task=failed, user=request.user, idempotency_key=uuid.uuid5(key, f"retry:{failed.pk}")
+        )
     except limits.SubmissionRefused as refused:
         return _refused(request, failed, refused.message, retry_after=refused.retry_after)
     if not request.htmx:
