@@ -117,6 +117,10 @@ class Task(models.Model):
     root = models.ForeignKey("self", models.PROTECT, null=True, blank=True, related_name="descendants")
     apiframe_task_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # Set from the form, so a double click or a retried POST finds the task it already made.
+    # Chosen in the composer: this task's images join that collection when they arrive.
+    collection = models.ForeignKey(
+        "Collection", models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
     idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
@@ -264,6 +268,57 @@ class Image(models.Model):
     @property
     def mirror_gave_up(self) -> bool:
         return not self.is_mirrored and self.mirror_attempts >= self.MIRROR_MAX_ATTEMPTS
+
+
+class Favourite(models.Model):
+    """An image a user starred: per user, not shared with the team."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="favourites")
+    image = models.ForeignKey(Image, models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("user", "image"), name="favourite_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ image {self.image_id}"
+
+
+class Collection(models.Model):
+    """A named set of the team's images (a board): any member creates, renames and fills one."""
+
+    MAX_NAME_LENGTH = 80
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=MAX_NAME_LENGTH)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="collections")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    images = models.ManyToManyField(Image, through="CollectionItem", related_name="collections")
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.UniqueConstraint(fields=("team", "name"), name="collection_team_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CollectionItem(models.Model):
+    collection = models.ForeignKey(Collection, models.CASCADE, related_name="items")
+    image = models.ForeignKey(Image, models.CASCADE, related_name="collection_items")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("collection", "image"), name="collection_item_unique")]
+        indexes = [
+            # Browsing a collection: its images, most recently added first.
+            models.Index(fields=("collection", "-added_at"), name="collection_item_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} in {self.collection_id}"
 
 
 class WebhookDelivery(models.Model):
