@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, studio, system, tasks
+from generations.views import accounts, studio, system, tasks, usage
 
 app_name = "generations"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("tasks/<int:pk>/retry/", tasks.task_retry, name="task_retry"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
+    path("usage/", usage.usage, name="usage"),
     path("webhooks/apiframe/", system.apiframe_webhook, name="apiframe_webhook"),
     path("health/", system.health, name="health"),
 ]
