@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from django.utils.safestring import SafeString
+
 # Distinct on the dark theme's surfaces, in the order series take them.
 PALETTE = (
     "#e8b86d",  # amber (the accent)
@@ -42,41 +44,42 @@ class Series:
 class LegendItem:
     label: str
     colour: str
-    total: int
+    total: str  # formatted: "1,234"
 
 
+# Coordinates are strings, formatted here: the template puts them in as they are (no localisation, no work).
 @dataclass(frozen=True, slots=True)
 class Segment:
-    y: float
-    height: float
+    y: str
+    height: str
     colour: str
-    label: str
-    value: int
     title: str  # the tooltip: "alice · Tue Nov 3: 12 tasks"
 
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    day: date
-    x: float
-    width: float
-    centre: float
-    total: int
-    segments: tuple[Segment, ...]  # bottom to top, in series order, non-zero values only
-    label: str  # the day label under the bar, or "" for none
+    day: str  # ISO date
+    x: str
+    segments: tuple[Segment, ...]  # bottom to top, in series order, non-zero values only (none: no bar)
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    x: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    y: float
-    value: int
+    y: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
 class TableRow:
-    day: date
-    values: tuple[int, ...]  # in series order
-    total: int
+    day: str  # "Tue Nov 3"
+    values: tuple[str, ...]  # in series order, formatted
+    total: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +92,11 @@ class StackedBarChart:
     height: int
     left: int
     right: int  # x of the plot's right edge
-    top: int
     baseline: int  # y of the value axis' zero
+    bar_width: str
     bars: tuple[Bar, ...]
+    labels: tuple[Label, ...]  # under the bars, every few days
+    label_y: int
     ticks: tuple[Tick, ...]
     legend: tuple[LegendItem, ...]  # the series that have anything to show
     columns: tuple[str, ...]  # the table's series columns
@@ -124,88 +129,87 @@ def stacked_bars(
     values: Mapping[tuple[date, object], int],
 ) -> StackedBarChart:
     """One bar per day, stacked by series, on an axis from 0 to a round number above the busiest day."""
-    table = [
-        TableRow(day=day, values=(row := tuple(values.get((day, s.key), 0) for s in series)), total=sum(row))
-        for day in days
-    ]
-    top_value = nice_scale(max((r.total for r in table), default=0))
+    table = [[values.get((day, s.key), 0) for s in series] for day in days]
+    day_totals = [sum(row) for row in table]
+    top_value = nice_scale(max(day_totals, default=0))
     baseline, plot_height = HEIGHT - BOTTOM, HEIGHT - BOTTOM - TOP
+    scale = plot_height / top_value
     slot = (WIDTH - RIGHT - LEFT) / max(1, len(days))
-    bar_width = round(slot * BAR_FILL, 2)
+    bar_width = slot * BAR_FILL
 
-    bars = []
-    for i, row in enumerate(table):
+    bars, labels = [], []
+    for i, (day, row) in enumerate(zip(days, table, strict=True)):
         x = LEFT + i * slot + (slot - bar_width) / 2
         segments, stacked = [], 0
-        for s, value in zip(series, row.values, strict=True):
-            if not value:
-                continue
-            y_top = baseline - (stacked + value) / top_value * plot_height
-            y_bottom = baseline - stacked / top_value * plot_height
-            title = f"{s.label} · {_day_words(row.day)}: {quantity(value, unit)}"
-            segments.append(
-                Segment(
-                    y=round(y_top, 2),
-                    height=round(y_bottom - y_top, 2),
-                    colour=s.colour,
-                    label=s.label,
-                    value=value,
-                    title=title,
-                )
-            )
-            stacked += value
-        labelled = (len(table) - 1 - i) % LABEL_EVERY == 0
-        bars.append(
-            Bar(
-                day=row.day,
-                x=round(x, 2),
-                width=bar_width,
-                centre=round(x + bar_width / 2, 2),
-                total=row.total,
-                segments=tuple(segments),
-                label=f"{row.day:%b} {row.day.day}" if labelled else "",
-            )
-        )
+        for s, value in zip(series, row, strict=True):
+            if value:
+                # Both edges from the running sum, so that rounding never opens a gap between segments.
+                y_top, y_bottom = baseline - (stacked + value) * scale, baseline - stacked * scale
+                title = f"{s.label} · {_day_words(day)}: {quantity(value, unit)}"
+                segments.append(Segment(y=_n(y_top), height=_n(y_bottom - y_top), colour=s.colour, title=title))
+                stacked += value
+        bars.append(Bar(day=day.isoformat(), x=_n(x), segments=tuple(segments)))
+        if (len(days) - 1 - i) % LABEL_EVERY == 0:
+            labels.append(Label(x=_n(x + bar_width / 2), text=f"{day:%b} {day.day}"))
 
     ticks = tuple(
-        Tick(y=round(baseline - k / TICKS * plot_height, 2), value=top_value * k // TICKS) for k in range(TICKS + 1)
+        Tick(y=_n(baseline - k / TICKS * plot_height), value=f"{top_value * k // TICKS:,}") for k in range(TICKS + 1)
     )
-    totals = [sum(r.values[j] for r in table) for j in range(len(series))]
+    totals = [sum(row[j] for row in table) for j in range(len(series))]
     legend = tuple(
-        LegendItem(label=s.label, colour=s.colour, total=t) for s, t in zip(series, totals, strict=True) if t
+        LegendItem(label=s.label, colour=s.colour, total=f"{t:,}") for s, t in zip(series, totals, strict=True) if t
+    )
+    rows = tuple(
+        TableRow(day=_day_words(day), values=tuple(_count(v) for v in row), total=_count(t))
+        for day, row, t in zip(days, table, day_totals, strict=True)
     )
     total = sum(totals)
     return StackedBarChart(
         slug=slug,
         title=title,
-        description=_describe(table, legend, unit, total),
+        description=_describe(days, day_totals, series, totals, unit),
         unit=unit,
         width=WIDTH,
         height=HEIGHT,
         left=LEFT,
         right=WIDTH - RIGHT,
-        top=TOP,
         baseline=baseline,
+        bar_width=_n(bar_width),
         bars=tuple(bars),
+        labels=tuple(labels),
+        label_y=baseline + 18,
         ticks=ticks,
         legend=legend,
         columns=tuple(s.label for s in series),
-        rows=tuple(table),
+        rows=rows,
         total=total,
     )
+
+
+# Coordinates and counts are digits: marked safe, the template does not escape the thousands of them a page has.
+def _n(number: float) -> SafeString:
+    """A coordinate to two decimals, without trailing zeros: "12.5", "200"."""
+    return SafeString(f"{number:.2f}".rstrip("0").rstrip("."))
+
+
+def _count(number: int) -> SafeString:
+    return SafeString(f"{number:,}")
 
 
 def _day_words(day: date) -> str:
     return f"{day:%a %b} {day.day}"
 
 
-def _describe(table: list[TableRow], legend: tuple[LegendItem, ...], unit: str, total: int) -> str:
+def _describe(
+    days: Sequence[date], day_totals: list[int], series: Sequence[Series], totals: list[int], unit: str
+) -> str:
     """What a screen reader says for the chart: the total, each series' share, and the busiest day."""
+    total = sum(totals)
     if not total:
-        return f"No {unit}s in these {len(table)} days."
-    shares = ", ".join(f"{item.label} {item.total:,}" for item in legend)
-    busiest = max(table, key=lambda r: (r.total, r.day))
+        return f"No {unit}s in these {len(days)} days."
+    shares = ", ".join(f"{s.label} {t:,}" for s, t in zip(series, totals, strict=True) if t)
+    busiest_total, busiest_day = max(zip(day_totals, days, strict=True))
     return (
-        f"{quantity(total, unit)} in {len(table)} days: {shares}. "
-        f"Busiest day {_day_words(busiest.day)}, {quantity(busiest.total, unit)}."
+        f"{quantity(total, unit)} in {len(days)} days: {shares}. "
+        f"Busiest day {_day_words(busiest_day)}, {quantity(busiest_total, unit)}."
     )

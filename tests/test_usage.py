@@ -3,6 +3,7 @@ them, the Apiframe account's credits (cached, and never a slow page or a 500), i
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import threading
@@ -105,15 +106,23 @@ def _svgs(html: str) -> dict[str, ET.Element]:
 
 
 def _bars(svg: ET.Element) -> dict[str, list[tuple[str, int, float]]]:
-    """Each day's bar as (series, value, height to a tenth) segments, bottom to top."""
-    return {
-        bar.get("data-day"): [
-            (rect.get("data-series"), int(rect.get("data-value")), round(float(rect.get("height")), 1))
-            for rect in bar.iter(f"{SVG}rect")
-        ]
-        for bar in svg.iter(f"{SVG}g")
-        if bar.get("class") == "chart__bar"
-    }
+    """Each day's bar as (series, value, height to a tenth) segments, bottom to top, read from the tooltips."""
+    bars = {}
+    for bar in svg.iter(f"{SVG}g"):
+        if bar.get("class") == "chart__bar":
+            segments = []
+            for rect in bar.iter(f"{SVG}rect"):
+                series, value = re.fullmatch(
+                    r"(.+) · \w+ \w+ \d+: ([\d,]+) \w+", rect.find(f"{SVG}title").text
+                ).groups()
+                segments.append((series, int(value.replace(",", "")), round(float(rect.get("height")), 1)))
+            bars[bar.get("data-day")] = segments
+    return bars
+
+
+def _bar_x(svg: ET.Element, day: str) -> float:
+    bar = next(g for g in svg.iter(f"{SVG}g") if g.get("data-day") == day)
+    return float(re.fullmatch(r"translate\(([\d.]+) 0\)", bar.get("transform")).group(1))
 
 
 def _axis_top(svg: ET.Element) -> int:
@@ -229,6 +238,67 @@ def test_it_lists_every_member_and_those_who_left_since(alice, bob, team, django
     assert summary.member_totals[dave.pk].tasks == 1
 
 
+# --- Settled days: counted once, cached ----------------------------------------------------------------------------
+
+
+def _summary_queries(team, now) -> tuple[usage.TeamUsage, int]:
+    with CaptureQueriesContext(connection) as queries:
+        summary = usage.usage_summarize(team=team, now=now)
+    return summary, len(queries)
+
+
+def test_it_counts_settled_days_once_and_the_recent_ones_on_every_view(paris, alice, team):
+    _task(alice, at=NOW - timedelta(days=3))
+    _task(alice, at=NOW - timedelta(hours=2))
+
+    first, cold = _summary_queries(team, NOW)
+    _task(alice, at=NOW - timedelta(hours=1), credits=9)  # sent since: counted at once
+    second, warm = _summary_queries(team, NOW)
+
+    assert (cold, warm) == (6, 4)  # the settled days' two GROUP BYs only when they are not in the cache
+    assert (first.total.tasks, first.total.credits) == (2, 8)
+    assert (second.total.tasks, second.total.credits) == (3, 17)
+    assert second.by_member[(date(2026, 11, 10), alice.pk)].tasks == 2
+
+
+def test_yesterday_is_recounted_until_eight_hours_after_it_ended(paris, alice, team):
+    late_evening = datetime(2026, 11, 9, 22, 0, tzinfo=UTC)  # 23:00 in Paris, on the 9th
+    task = _task(alice, at=late_evening, status="timed_out")
+    seven_am, nine_am = datetime(2026, 11, 10, 6, 0, tzinfo=UTC), datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
+
+    usage.usage_summarize(team=team, now=seven_am)
+    Task.objects.filter(pk=task.pk).update(status="finished", credits=4)  # the late result lands
+    at_seven = usage.usage_summarize(team=team, now=seven_am)
+    at_nine = usage.usage_summarize(team=team, now=nine_am)
+
+    assert at_seven.by_member[(date(2026, 11, 9), alice.pk)].credits == 4  # still recounted
+    assert at_nine.by_member[(date(2026, 11, 9), alice.pk)].credits == 4  # settled, counted with the late result
+    assert usage._settled_days(usage.usage_days(now=seven_am)[1], seven_am) == 28
+    assert usage._settled_days(usage.usage_days(now=nine_am)[1], nine_am) == 29
+
+
+def test_it_ranks_lineages_exactly_across_settled_and_recent_days(paris, alice, bob, team):
+    rng = random.Random(5)
+    roots = [_task(rng.choice([alice, bob]), at=NOW - timedelta(days=rng.randint(2, 29)), credits=0) for _ in range(25)]
+    for _ in range(120):
+        root = rng.choice(roots)
+        _task(alice, at=NOW - timedelta(days=rng.randint(2, 29)), action="vary", root=root, credits=rng.randint(0, 6))
+    usage.usage_summarize(team=team, now=NOW)  # the settled days cached, as an hour's earlier views leave them
+    for _ in range(30):  # today, some lineages pull ahead
+        root = rng.choice(roots)
+        _task(bob, at=NOW - timedelta(hours=1), action="upscale", root=root, credits=rng.randint(0, 9))
+
+    lineages = usage.usage_summarize(team=team, now=NOW).lineages
+
+    window = Task.objects.filter(team=team, created_at__gte=usage.usage_days(now=NOW)[1][0])
+    spent = {}
+    for task in window:
+        tasks, credits = spent.get(task.root_id, (0, 0))
+        spent[task.root_id] = (tasks + 1, credits + task.credits)
+    expected = sorted(spent.items(), key=lambda item: (item[1][1], item[1][0], item[0]), reverse=True)[:10]
+    assert [(line.root.pk, (line.tasks, line.credits)) for line in lineages] == expected
+
+
 # --- The page and its charts -----------------------------------------------------------------------------------
 
 
@@ -244,12 +314,16 @@ def test_it_draws_a_bar_per_day_stacked_by_member(alice_client, alice, bob):
     assert response.status_code == 200
     svg = _svgs(response.content.decode())["chart-members"]
     bars = _bars(svg)
-    assert len(bars) == 30
-    assert list(bars)[-1] == today.isoformat()
+    two_days_ago = (today - timedelta(days=2)).isoformat()
+    assert list(bars) == [two_days_ago, today.isoformat()]  # the days with tasks, and no others
     assert _axis_top(svg) == 4  # 4 tasks on the busiest day: the axis ends there
     assert bars[today.isoformat()] == [("alice", 3, PLOT_HEIGHT * 3 / 4), ("bob", 1, PLOT_HEIGHT * 1 / 4)]
-    assert bars[(today - timedelta(days=2)).isoformat()] == [("bob", 1, PLOT_HEIGHT / 4)]
-    assert sum(1 for segments in bars.values() if segments) == 2
+    assert bars[two_days_ago] == [("bob", 1, PLOT_HEIGHT / 4)]
+    slot = (charts.WIDTH - charts.LEFT - charts.RIGHT) / 30  # today's is the 30th slot, two days before the 28th
+    assert _bar_x(svg, today.isoformat()) - _bar_x(svg, two_days_ago) == pytest.approx(2 * slot, abs=0.02)
+    assert _bar_x(svg, today.isoformat()) == pytest.approx(
+        charts.LEFT + 29.5 * slot - slot * charts.BAR_FILL / 2, abs=0.01
+    )
     titles = [t.text for t in svg.iter(f"{SVG}title")]
     assert f"alice · {today:%a %b} {today.day}: 3 tasks" in titles
     assert svg.get("role") == "img"
@@ -407,15 +481,20 @@ def _seed(users, *, lineages: int, children: int) -> None:
             _task(users[j % len(users)], at=now - timedelta(days=i % 30), action="vary", root=root)
 
 
-def _queries(client) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get("/usage/").status_code == 200
-    return len(queries)
+def _queries(client) -> tuple[int, int]:
+    """Queries of a page view with nothing cached, then of the next one."""
+    cache.clear()
+    counts = []
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/usage/").status_code == 200
+        counts.append(len(queries))
+    return counts[0], counts[1]
 
 
 def test_it_makes_the_same_number_of_queries_however_many_tasks(alice_client, alice, bob, team, django_user_model):
     _seed([alice], lineages=2, children=1)
-    alice_client.get("/usage/")  # the session's team, and the account's credits, settle on the first view
+    alice_client.get("/usage/")  # the session's team settles on the first view
     small = _queries(alice_client)
 
     carol = django_user_model.objects.create_user(username="carol", password="pw")
@@ -424,6 +503,7 @@ def test_it_makes_the_same_number_of_queries_however_many_tasks(alice_client, al
     large = _queries(alice_client)
 
     assert small == large
+    assert small[0] == small[1] + 2  # the settled days' two queries, once an hour
 
 
 # --- Isolation: every method, every actor ------------------------------------------------------------------------

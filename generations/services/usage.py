@@ -9,7 +9,7 @@ view rarely waits for Apiframe and never for long.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,11 +17,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Case, Count, IntegerField, Max, Q, Sum, Value, When
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generations.apiframe import ApiframeClient, ApiframeError, AuthenticationFailed
-from generations.models import Task, Team
+from generations.models import Task, TaskQuerySet, Team
 from generations.services import upstream
 
 logger = logging.getLogger(__name__)
@@ -29,6 +28,13 @@ logger = logging.getLogger(__name__)
 USAGE_DAYS = 30
 TOP_LINEAGES = 10
 FAILED_STATUSES = (Task.Status.FAILED, Task.Status.TIMED_OUT)
+
+# A day's numbers stop changing once its tasks have ended: finished, failed, or timed out and past the 6 hours in
+# which the poller still asks about a late result. Days over for this long are counted once and cached, so a view
+# counts only the last day or two, however many tasks the month holds.
+SETTLED_AFTER = timedelta(hours=8)
+# A result that lands later still (a webhook after those 6 hours) shows within this time.
+SETTLED_CACHE_SECONDS = 3600
 
 # The account's credits: fresh enough for a glance, and Apiframe is asked at most once a minute.
 ACCOUNT_CACHE_KEY = "usage:apiframe-account"
@@ -98,62 +104,109 @@ def usage_days(*, now: datetime | None = None, days: int = USAGE_DAYS) -> tuple[
     return calendar[:-1], midnights
 
 
-def _day_index(midnights: list[datetime]) -> Case:
-    """Which day (0 = the oldest) a task was created on. The local midnights are worked out here, so the database
-    only compares timestamps: no time-zone conversion per row (on SQLite that would be a Python call per task)."""
-    newest_first = [When(created_at__gte=midnights[i], then=Value(i)) for i in range(len(midnights) - 2, -1, -1)]
-    return Case(*newest_first, output_field=IntegerField())
+def _day_index(midnights: list[datetime], first: int, last: int | None = None) -> Case | Value:
+    """Which day (0 = the oldest) a task was created on, as a binary search over the days' midnights: five
+    comparisons a task. The local midnights are worked out here, so the database only compares timestamps: no
+    time-zone conversion per row (TruncDate's, on SQLite, is a Python call for every task)."""
+    last = len(midnights) - 2 if last is None else last
+    if first == last:
+        return Value(first)
+    middle = (first + last + 1) // 2
+    return Case(
+        When(created_at__gte=midnights[middle], then=_day_index(midnights, middle, last)),
+        default=_day_index(midnights, first, middle - 1),
+        output_field=IntegerField(),
+    )
 
 
-def _counts(row: dict) -> Counts:
-    return Counts(tasks=row["tasks"], credits=row["credits"] or 0, finished=row["finished"], failed=row["failed"])
+@dataclass(slots=True)
+class _Tally:
+    """Counts added up from grouped rows; what is cached for the settled days."""
+
+    by_member: dict[tuple[date, int], Counts] = field(default_factory=dict)
+    by_action: dict[tuple[date, str], Counts] = field(default_factory=dict)
+    member_totals: dict[int, Counts] = field(default_factory=dict)
+    action_totals: dict[str, Counts] = field(default_factory=dict)
+    total: Counts = field(default_factory=Counts)
+    # The most expensive lineages, root pk -> (tasks, credits): of these days alone, best first.
+    top: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add_rows(self, tasks: TaskQuerySet, calendar: list[date], midnights: list[datetime], first: int) -> None:
+        """Count `tasks` (created from day `first` on) per day, member and action: one GROUP BY."""
+        rows = (
+            tasks.annotate(day=_day_index(midnights, first))
+            .values_list("day", "created_by_id", "action")
+            .annotate(
+                tasks=Count("pk"),
+                credits=Sum("credits"),
+                finished=Count("pk", filter=Q(status=Task.Status.FINISHED)),
+                failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
+            )
+            .order_by()
+        )
+        for day_index, member, action, tasks_sent, credits, finished, failed in rows:
+            day, counts = calendar[day_index], Counts(tasks_sent, credits or 0, finished, failed)
+            self.by_member.setdefault((day, member), Counts()).add(counts)
+            self.by_action.setdefault((day, action), Counts()).add(counts)
+            self.member_totals.setdefault(member, Counts()).add(counts)
+            self.action_totals.setdefault(action, Counts()).add(counts)
+            self.total.add(counts)
+
+
+def _top_lineages(tasks: TaskQuerySet) -> dict[int, tuple[int, int]]:
+    """The lineages among `tasks` that spent the most, root pk -> (tasks, credits): one GROUP BY root."""
+    rows = (
+        tasks.values_list("root_id")
+        .annotate(tasks=Count("pk"), credits=Sum("credits"))
+        .order_by("-credits", "-tasks", "-root_id")[:TOP_LINEAGES]
+    )
+    return {root: (count, credits or 0) for root, count, credits in rows if root is not None}
+
+
+def _settled_days(midnights: list[datetime], now: datetime) -> int:
+    """How many of the oldest days are over for long enough that their numbers no longer change."""
+    return sum(1 for end in midnights[1:-1] if end <= now - SETTLED_AFTER)
+
+
+def _settled_tally(*, team: Team, calendar: list[date], midnights: list[datetime], settled: int) -> _Tally:
+    """The settled days' counts and top lineages: from the cache, or two queries once an hour."""
+    if not settled:
+        return _Tally()
+    key = f"usage:settled:{team.pk}:{settings.TIME_ZONE}:{calendar[0]}:{settled}"
+    tally = cache.get(key)
+    if not isinstance(tally, _Tally):
+        tally = _Tally()
+        tasks = Task.objects.filter(team=team, created_at__gte=midnights[0], created_at__lt=midnights[settled])
+        tally.add_rows(tasks, calendar, midnights[: settled + 1], 0)
+        tally.top = _top_lineages(tasks)
+        cache.set(key, tally, SETTLED_CACHE_SECONDS)
+    return tally
 
 
 def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAGE_DAYS) -> TeamUsage:
-    """The team's tasks and credits over the last `days` days (today included), in four queries."""
+    """The team's tasks and credits over the last `days` days (today included), in four queries (six when the
+    settled days are not in the cache)."""
+    now = now or timezone.now()
     calendar, midnights = usage_days(now=now, days=days)
+    settled = _settled_days(midnights, now)
+    tally = _settled_tally(team=team, calendar=calendar, midnights=midnights, settled=settled)
+
+    # 1. The days still changing (yesterday, today), counted per (day, member, action) on every view.
     window = Task.objects.filter(team=team, created_at__gte=midnights[0], created_at__lt=midnights[-1])
+    recent = window.filter(created_at__gte=midnights[settled])
+    tally.add_rows(recent, calendar, midnights, settled)
 
-    # 1. Tasks and credits per (day, member, action): both charts and every total come from these few rows.
-    rows = list(
-        window.annotate(day=_day_index(midnights))
-        .values("day", "created_by_id", "action")
-        .annotate(
-            tasks=Count("pk"),
-            credits=Sum("credits"),
-            finished=Count("pk", filter=Q(status=Task.Status.FINISHED)),
-            failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
-        )
-        .order_by()
-    )
-    by_member: dict[tuple[date, int], Counts] = {}
-    by_action: dict[tuple[date, str], Counts] = {}
-    member_totals: dict[int, Counts] = {}
-    action_totals: dict[str, Counts] = {}
-    total = Counts()
-    for row in rows:
-        day, counts = calendar[row["day"]], _counts(row)
-        by_member.setdefault((day, row["created_by_id"]), Counts()).add(counts)
-        by_action.setdefault((day, row["action"]), Counts()).add(counts)
-        member_totals.setdefault(row["created_by_id"], Counts()).add(counts)
-        action_totals.setdefault(row["action"], Counts()).add(counts)
-        total.add(counts)
-
-    # 2. The lineages that spent the most in the window. A root is its own root; Coalesce covers the instant
-    # between a root's insert and the update that sets it.
-    top = list(
-        window.annotate(lineage=Coalesce("root_id", "pk"))
-        .values("lineage")
-        .annotate(tasks=Count("pk"), credits=Sum("credits"))
-        .order_by("-credits", "-tasks", "-lineage")[:TOP_LINEAGES]
-    )
+    # 2. The most expensive lineages. Those with tasks in the recent days are summed over the whole window; the
+    # others cost what they did in the settled days. The ten best of the two lists are the ten best overall: a
+    # lineage in neither is behind ten others in its own list, and those cost at least as much in the window.
+    candidates = {**tally.top, **_top_lineages(window.filter(root_id__in=recent.values("root_id")))}
+    top = sorted(candidates.items(), key=lambda item: (item[1][1], item[1][0], item[0]), reverse=True)
+    top = top[:TOP_LINEAGES]
     # 3. Their roots, with the prompt and who started them.
-    roots = Task.objects.filter(team=team, pk__in=[r["lineage"] for r in top]).select_related("prompt", "created_by")
+    roots = Task.objects.filter(team=team, pk__in=[pk for pk, _ in top]).select_related("prompt", "created_by")
     root_by_pk = {root.pk: root for root in roots}
     lineages = [
-        Lineage(root=root_by_pk[r["lineage"]], tasks=r["tasks"], credits=r["credits"] or 0)
-        for r in top
-        if r["lineage"] in root_by_pk
+        Lineage(root=root_by_pk[pk], tasks=count, credits=credits) for pk, (count, credits) in top if pk in root_by_pk
     ]
 
     # 4. Everyone to show: the team's members (even those who sent nothing), and anyone who sent tasks in the
@@ -161,7 +214,7 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
     joined = Max("memberships__joined_at", filter=Q(memberships__team=team))
     people = (
         get_user_model()
-        .objects.filter(Q(memberships__team=team) | Q(pk__in=list(member_totals)))
+        .objects.filter(Q(memberships__team=team) | Q(pk__in=list(tally.member_totals)))
         .annotate(joined=joined)
         .order_by("joined", "pk")
     )
@@ -172,11 +225,11 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
         days=calendar,
         start=midnights[0],
         members=members,
-        by_member=by_member,
-        by_action=by_action,
-        member_totals=member_totals,
-        action_totals=action_totals,
-        total=total,
+        by_member=tally.by_member,
+        by_action=tally.by_action,
+        member_totals=tally.member_totals,
+        action_totals=tally.action_totals,
+        total=tally.total,
         lineages=lineages,
     )
 
