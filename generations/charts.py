@@ -25,8 +25,8 @@ PALETTE = (
 )
 
 # The drawing, in viewBox units; CSS scales it to the width it gets.
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 28  # room for the value axis on the left and the day labels below
+WIDTH, HEIGHT = 560, 240
+LEFT, RIGHT, TOP, BOTTOM = 40, 16, 12, 28  # room for the value axis on the left and the day labels below
 BAR_FILL = 0.72  # a bar's share of its day's slot
 LABEL_EVERY = 5  # a day label every 5 days, counted back from the last day
 TICKS = 4  # value axis: 0 and 4 steps above it

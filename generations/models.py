@@ -161,6 +161,9 @@ class Task(models.Model):
                 fields=("team", "created_at", "created_by", "action", "status", "credits", "root"),
                 name="task_team_usage",
             ),
+            # The usage page's lineages active in the last day or two, summed over the month: from the index alone,
+            # a few rows per lineage, whatever the planner knows of the table.
+            models.Index(fields=("root", "team", "created_at", "credits"), name="task_root_usage"),
             # The poller and the deadline sweep: tasks still in flight.
             models.Index(
                 fields=("status", "last_heard_at"),

@@ -397,7 +397,7 @@ def test_it_shows_totals_tables_and_lineages_with_links(alice_client, alice, bob
     lineages = re.search(r'id="top-lineages">.*?</table>', html, re.S).group(0)
     assert f'href="/tasks/{root.pk}/"' in lineages
     assert "a lighthouse &amp; the fog" in lineages
-    assert re.search(r"<td>bob</td>\s*<td>2</td>\s*<td>8</td>", lineages)
+    assert re.search(r"bob · <time[^>]*>[^<]+</time></span></th>\s*<td>2</td>\s*<td>8</td>", lineages)
     assert 'id="total-credits">8<' in html
 
 
@@ -572,3 +572,68 @@ def test_a_member_of_two_teams_sees_the_team_they_work_in(alice_client, alice, c
 
     assert 'id="total-credits">5<' in before
     assert 'id="total-credits">30<' in after
+
+
+# --- In a real browser ----------------------------------------------------------------------------------------------
+
+PROMPTS = (
+    "a lighthouse in fog at dawn, film grain",
+    "isometric coffee shop, warm tones",
+    "portrait of an astronaut in a sunflower field",
+    "brutalist library interior, soft light",
+    "paper-cut fox in a snowy forest",
+)
+
+
+def _a_busy_month(users, rng: random.Random) -> None:
+    now = timezone.now()
+    for days_ago in range(30):
+        for user in users:
+            for _ in range(rng.choice((0, 0, 1, 2, 3, 5))):
+                at = now - timedelta(days=days_ago, minutes=rng.randint(0, 600))
+                root = _task(user, at=at, text=rng.choice(PROMPTS), status=rng.choice(("finished",) * 5 + ("failed",)))
+                for action in rng.sample(("vary", "upscale", "pan", "zoom", "reroll"), rng.randint(0, 3)):
+                    _task(rng.choice(users), at=min(now, at + timedelta(minutes=5)), action=action, root=root)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("width", "name"), [(1280, "desktop"), (390, "phone")])
+def test_the_page_fits_a_desktop_and_a_phone(live_server, studio_upstream, chromium, artifacts, team, width, name):
+    from django.contrib.auth import get_user_model
+
+    users = []
+    for username in ("alice", "bob", "carol", "dan"):
+        user = get_user_model().objects.create_user(username, password="a-long-test-password")
+        Membership.objects.create(team=team, user=user)
+        users.append(user)
+    _a_busy_month(users, random.Random(3))
+    context = chromium.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    try:
+        page.goto(f"{live_server.url}/accounts/login/?next=/usage/")
+        page.get_by_label("Username").fill("alice")
+        page.get_by_label("Password").fill("a-long-test-password")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{live_server.url}/usage/")
+
+        charts_ = page.locator("svg.chart")
+        assert charts_.count() == 2
+        box = charts_.first.bounding_box()
+        assert box["width"] >= 450 and box["height"] >= 190  # drawn at a readable size, scrolled on a phone
+        assert page.locator("svg.chart rect").count() > 60
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= width  # the page itself never scrolls sideways
+        page.screenshot(path=artifacts / f"usage-{name}.png", full_page=True)
+        page.get_by_text("The numbers, day by day").first.click()  # the chart's table, for those who cannot see it
+        table = page.locator(".usage__table table").first
+        assert table.is_visible()
+        assert table.locator("tbody tr").count() == 30
+        page.get_by_role("link", name="Credits").click()
+        page.wait_for_url(f"{live_server.url}/usage/?metric=credits")
+        page.screenshot(path=artifacts / f"usage-{name}-credits.png", full_page=True)
+        assert errors == []
+    finally:
+        context.close()
