@@ -255,7 +255,7 @@ def test_it_counts_settled_days_once_and_the_recent_ones_on_every_view(paris, al
     _task(alice, at=NOW - timedelta(hours=1), credits=9)  # sent since: counted at once
     second, warm = _summary_queries(team, NOW)
 
-    assert (cold, warm) == (6, 4)  # the settled days' two GROUP BYs only when they are not in the cache
+    assert (cold, warm) == (7, 5)  # the settled days' two GROUP BYs only when they are not in the cache
     assert (first.total.tasks, first.total.credits) == (2, 8)
     assert (second.total.tasks, second.total.credits) == (3, 17)
     assert second.by_member[(date(2026, 11, 10), alice.pk)].tasks == 2
@@ -467,6 +467,15 @@ def test_it_says_when_apiframe_refuses_the_key(alice_client, studio_upstream, se
 
     assert response.status_code == 200
     assert "unknown <span>(Apiframe refused the API key)</span>" in response.content.decode()
+
+
+def test_it_says_when_no_api_key_is_set(alice_client, settings):
+    settings.APIFRAME_API_KEY = ""
+
+    response = alice_client.get("/usage/")
+
+    assert response.status_code == 200
+    assert "unknown <span>(no usable APIFRAME_API_KEY is set)</span>" in response.content.decode()
 
 
 # --- Cost ----------------------------------------------------------------------------------------------------------

@@ -76,7 +76,6 @@ class Lineage:
 @dataclass(slots=True)
 class TeamUsage:
     days: list[date]  # oldest first; the last one is today in the site's time zone
-    start: datetime  # the first day's midnight: tasks created since then count
     members: list[Member]  # in a fixed order (current members as they joined, then former ones)
     by_member: dict[tuple[date, int], Counts]  # (day, user pk)
     by_action: dict[tuple[date, str], Counts]  # (day, Task.Action value)
@@ -184,7 +183,7 @@ def _settled_tally(*, team: Team, calendar: list[date], midnights: list[datetime
 
 
 def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAGE_DAYS) -> TeamUsage:
-    """The team's tasks and credits over the last `days` days (today included), in four queries (six when the
+    """The team's tasks and credits over the last `days` days (today included), in five queries (seven when the
     settled days are not in the cache)."""
     now = now or timezone.now()
     calendar, midnights = usage_days(now=now, days=days)
@@ -196,21 +195,23 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
     recent = Task.objects.filter(team=team, created_at__gte=midnights[settled], created_at__lt=midnights[-1])
     tally.add_rows(recent, calendar, midnights, settled)
 
-    # 2. The most expensive lineages. Those with tasks in the recent days are summed over the whole window; the
+    # 2, 3. The most expensive lineages. Those with tasks in the recent days are summed over the whole window; the
     # others cost what they did in the settled days. The ten best of the two lists are the ten best overall: a
     # lineage in neither is behind ten others in its own list, and those cost at least as much in the window.
+    # The active roots are a list, not a subquery: PostgreSQL misjudges the join and reads the whole month.
+    active = list(recent.order_by().values_list("root_id", flat=True).distinct())
     window = Task.objects.filter(team=team, created_at__gte=midnights[0], created_at__lt=midnights[-1])
-    candidates = {**tally.top, **_top_lineages(window.filter(root_id__in=recent.values("root_id")))}
+    candidates = {**tally.top, **_top_lineages(window.filter(root_id__in=active))}
     top = sorted(candidates.items(), key=lambda item: (item[1][1], item[1][0], item[0]), reverse=True)
     top = top[:TOP_LINEAGES]
-    # 3. Their roots, with the prompt and who started them.
+    # 4. Their roots, with the prompt and who started them.
     roots = Task.objects.filter(team=team, pk__in=[pk for pk, _ in top]).select_related("prompt", "created_by")
     root_by_pk = {root.pk: root for root in roots}
     lineages = [
         Lineage(root=root_by_pk[pk], tasks=count, credits=credits) for pk, (count, credits) in top if pk in root_by_pk
     ]
 
-    # 4. Everyone to show: the team's members (even those who sent nothing), and anyone who sent tasks in the
+    # 5. Everyone to show: the team's members (even those who sent nothing), and anyone who sent tasks in the
     # window and has left since. Ordered by when they joined, so each keeps their colour as the team grows.
     joined = Max("memberships__joined_at", filter=Q(memberships__team=team))
     people = (
@@ -224,7 +225,6 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
 
     return TeamUsage(
         days=calendar,
-        start=midnights[0],
         members=members,
         by_member=tally.by_member,
         by_action=tally.by_action,
@@ -247,9 +247,12 @@ def account_credits_check(*, client: ApiframeClient | None = None) -> AccountCre
     except AuthenticationFailed as exc:
         logger.warning("apiframe /account refused the API key: %s", exc)
         result = AccountCredits(credits=None, checked_at=checked_at, problem="Apiframe refused the API key")
-    except (ApiframeError, ValueError) as exc:  # ValueError: no usable key or URL in the settings
+    except ApiframeError as exc:
         logger.warning("apiframe /account did not answer: %s", exc)
         result = AccountCredits(credits=None, checked_at=checked_at, problem="Apiframe did not answer")
+    except ValueError as exc:  # the client refuses the settings themselves: no key, a key with control characters
+        logger.error("apiframe /account not asked: %s", exc)
+        result = AccountCredits(credits=None, checked_at=checked_at, problem="no usable APIFRAME_API_KEY is set")
     else:
         problem = "" if account.credits is not None else "Apiframe did not say"
         result = AccountCredits(credits=account.credits, plan=account.plan, checked_at=checked_at, problem=problem)
