@@ -7,8 +7,9 @@ time and its query count.
 
 The database is Django's test database for DATABASE_URL (SQLite: a temporary file; PostgreSQL: test_<name>),
 created, migrated and dropped by the run. Server time is a whole request through Django's test client: middleware,
-session, queries, charts and template; the Apiframe account's credits are put in the cache first, as a page view
-within a minute of another one finds them.
+session, queries, charts and template. The Apiframe account's credits are put in the cache first, as a view within
+a minute of another one finds them; the settled days are cached by the first view, as they are for an hour in use.
+The first view in an hour, which counts the settled days too, is measured on its own.
 """
 
 from __future__ import annotations
