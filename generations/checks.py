@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, register
 
-SANDBOX_API_KEY = "sandbox-key"  # noqa: S105 - the sandbox's default key, public on purpose
+SANDBOX_API_KEY = "sandbox-key"  # the sandbox's default key, public on purpose
 WEBHOOK_SECRET_MIN_LENGTH = 32
 
 
