@@ -144,11 +144,12 @@ def test_production_mode_serves_collected_static_through_gunicorn_without_a_demo
         "APIFRAME_BASE_URL": f"http://127.0.0.1:{sandbox_port}/pro",  # a sandbox started apart (here: none)
         "APIFRAME_FETCH_URL": f"http://127.0.0.1:{sandbox_port}",
         "SANDBOX_ADDR": f"127.0.0.1:{sandbox_port}",
+        "PORT": str(port),  # as a platform sets it
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)  # noqa: S603
     studio = subprocess.Popen(  # noqa: S603
-        [*manage, "runstudio", "--port", str(port)],
+        [*manage, "runstudio"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
