@@ -12,6 +12,15 @@ from django.utils import timezone
 class Team(models.Model):
     name = models.CharField(max_length=100)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    # Set on the team made for a user's first request: unique, so simultaneous first requests make one team.
+    personal_for = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="personal_team",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -108,6 +117,10 @@ class Task(models.Model):
     root = models.ForeignKey("self", models.PROTECT, null=True, blank=True, related_name="descendants")
     apiframe_task_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # Set from the form, so a double click or a retried POST finds the task it already made.
+    # Chosen in the composer: this task's images join that collection when they arrive.
+    collection = models.ForeignKey(
+        "Collection", models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
     idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED)
@@ -136,6 +149,12 @@ class Task(models.Model):
             models.Index(fields=("team", "-created_at"), name="task_team_recent"),
             # Live refresh: a team's tasks changed since a moment.
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
+            # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
+            models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
+            # alone) and the studio's busy check, however many tasks the team has finished. Not a partial index:
+            # SQLite cannot match one against a bound `status IN (?, ...)`.
+            models.Index(fields=("team", "status", "deadline"), name="task_team_status"),
             # The poller and the deadline sweep: tasks still in flight.
             models.Index(
                 fields=("status", "last_heard_at"),
@@ -144,7 +163,18 @@ class Task(models.Model):
             ),
         ]
         constraints = [
-            models.UniqueConstraint(fields=("created_by", "idempotency_key"), name="task_idempotency_key_unique"),
+            # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
+            # answers with another one. Two conditions because NULL parents (imagine) would never collide.
+            models.UniqueConstraint(
+                fields=("created_by", "team", "parent", "idempotency_key"),
+                condition=Q(parent__isnull=False),
+                name="task_idempotency_key_per_parent",
+            ),
+            models.UniqueConstraint(
+                fields=("created_by", "team", "idempotency_key"),
+                condition=Q(parent__isnull=True),
+                name="task_idempotency_key_per_root",
+            ),
             models.CheckConstraint(
                 condition=Q(parent_index__isnull=True) | Q(parent_index__gte=1, parent_index__lte=4),
                 name="task_parent_index_1_to_4",
@@ -209,10 +239,15 @@ class Image(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     size_bytes = models.PositiveIntegerField(null=True, blank=True)
+    # Counted when a worker claims the image, so duplicate jobs never pass the cap; a permanent error (a
+    # refused host, a redirect, not an image) spends them all at once: no further try could help.
     mirror_attempts = models.PositiveSmallIntegerField(default=0)
     mirror_error = models.CharField(max_length=300, blank=True)
-    # When the mirror job's own retry is due; the poller re-queues it if that moment passes unnoticed.
+    # When the next try is due: after a backoff, or when a claiming worker's time is up (it died). Nobody
+    # claims the image before then; the poller re-queues it if that moment passes unnoticed.
     mirror_next_at = models.DateTimeField(null=True, blank=True)
+    # The job queued to retry it, so the poller does not queue another while that one still waits.
+    mirror_job_id = models.CharField(max_length=64, blank=True, editable=False)
     mirrored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -233,6 +268,57 @@ class Image(models.Model):
     @property
     def mirror_gave_up(self) -> bool:
         return not self.is_mirrored and self.mirror_attempts >= self.MIRROR_MAX_ATTEMPTS
+
+
+class Favourite(models.Model):
+    """An image a user starred: per user, not shared with the team."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="favourites")
+    image = models.ForeignKey(Image, models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("user", "image"), name="favourite_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ image {self.image_id}"
+
+
+class Collection(models.Model):
+    """A named set of the team's images (a board): any member creates, renames and fills one."""
+
+    MAX_NAME_LENGTH = 80
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=MAX_NAME_LENGTH)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="collections")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    images = models.ManyToManyField(Image, through="CollectionItem", related_name="collections")
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [models.UniqueConstraint(fields=("team", "name"), name="collection_team_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CollectionItem(models.Model):
+    collection = models.ForeignKey(Collection, models.CASCADE, related_name="items")
+    image = models.ForeignKey(Image, models.CASCADE, related_name="collection_items")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("collection", "image"), name="collection_item_unique")]
+        indexes = [
+            # Browsing a collection: its images, most recently added first.
+            models.Index(fields=("collection", "-added_at"), name="collection_item_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} in {self.collection_id}"
 
 
 class WebhookDelivery(models.Model):
@@ -262,11 +348,12 @@ class WebhookDelivery(models.Model):
         return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"
 
 
-class RejectedWebhookCount(models.Model):
-    """Deliveries refused for a wrong or missing secret: only counted per day, their bodies never stored."""
+class Chore(models.Model):
+    """When a periodic chore of the poller (pruning, sweeping files) last ran: kept across restarts, and
+    claimed with a conditional update, so two pollers never both run it."""
 
-    day = models.DateField(unique=True)
-    count = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=40, unique=True)
+    last_run_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.day}: {self.count}"
+        return f"{self.name} at {self.last_run_at}"

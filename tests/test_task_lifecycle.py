@@ -153,8 +153,11 @@ def test_a_failed_download_keeps_no_half_file_and_is_tried_again(studio_upstream
     assert default_task_backend.results[-1].task.name == "mirror_task_images"  # tried again later
 
     studio_upstream.engine.config.faults.clear()  # the CDN recovers
+    mirroring.task_mirror_images(task_id=task.pk)  # a duplicate job, before the backoff is over: no try
+    assert Image.objects.filter(task=task, mirrored_at=None, mirror_attempts=1).count() == 4
+    Image.objects.filter(task=task).update(mirror_next_at=timezone.now())  # the retry is due
     mirroring.task_mirror_images(task_id=task.pk)
-    assert Image.objects.filter(task=task, mirrored_at__isnull=False).count() == 4
+    assert Image.objects.filter(task=task, mirrored_at__isnull=False, mirror_attempts=2).count() == 4
 
 
 def test_images_come_only_from_apiframe_hosts(settings):
@@ -270,9 +273,13 @@ def test_an_unexpected_storage_error_counts_as_an_attempt_and_is_retried_later(m
     from django.tasks import default_task_backend
 
     assert default_task_backend.results[-1].task.name == "mirror_task_images"
-    # The sweep leaves a retry that is on schedule alone, and picks one up once it is overdue.
+    # The sweep leaves a retry that is on schedule alone, and one whose job still waits in the queue (a worker
+    # that is down runs it when it is back); it queues it again once that job is lost.
+    later = image.mirror_next_at + timedelta(minutes=5)
     assert polling.images_requeue_unmirrored() == 0
-    assert polling.images_requeue_unmirrored(now=image.mirror_next_at + timedelta(minutes=5)) == 1
+    assert polling.images_requeue_unmirrored(now=later) == 0
+    default_task_backend.clear()
+    assert polling.images_requeue_unmirrored(now=later) == 1
 
 
 def test_a_timed_out_task_never_heard_of_is_still_asked_about(make_task):

@@ -10,9 +10,9 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
-from generations import jobs
 from generations.apiframe import ApiframeClient
 from generations.models import Image, Task, WebhookDelivery
+from generations.services import mirroring
 from generations.services.applying import task_apply_state
 from generations.services.upstream import apiframe_client
 
@@ -94,15 +94,26 @@ def tasks_poll(*, client: ApiframeClient | None = None, now: datetime | None = N
     return len(states)
 
 
-def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.0) -> int:
-    """Queue the mirror again where its own retry is overdue (a worker died mid-job, a job was lost)."""
+def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.0, limit: int = 200) -> int:
+    """Queue the mirror again where its own retry is overdue (a worker died mid-job, a job was lost).
+
+    Once per task: while the job queued here (or the task's own retry) still waits, for a worker that is down
+    perhaps, later sweeps leave the task alone instead of queueing copies.
+    """
     now = now or timezone.now()
     lost = now - timedelta(seconds=grace)
-    task_ids = set(
+    overdue = (
         Image.objects.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
         .filter(Q(mirror_next_at__lt=lost) | Q(mirror_next_at=None, task__finished_at__lt=lost))
-        .values_list("task_id", flat=True)
+        .order_by("task_id")
+        .values_list("task_id", "mirror_job_id")
     )
-    for task_id in task_ids:
-        jobs.mirror_task_images.enqueue(task_id)
-    return len(task_ids)
+    queued_jobs: dict[int, set[str]] = {}
+    for task_id, job_id in overdue[:limit]:
+        queued_jobs.setdefault(task_id, set()).add(job_id)
+    requeued = 0
+    for task_id, job_ids in queued_jobs.items():
+        if not any(mirroring.job_waits(job_id) for job_id in job_ids):
+            mirroring.task_mirror_enqueue(task_id=task_id)
+            requeued += 1
+    return requeued

@@ -17,6 +17,7 @@ from django.utils import timezone
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
 from generations.models import Prompt, Task, Team
+from generations.services import limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
 
@@ -44,16 +45,25 @@ def _task_create(
     *,
     idempotency_key: uuid.UUID,
     created_by: AbstractBaseUser,
+    team: Team,
     prompt_for: Callable[[], Prompt],
     **fields: object,
 ) -> tuple[Task, bool]:
     """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
 
+    A key counts within one team and on one parent (the constraints on Task say the same): reused on another
+    parent, or after switching teams, it makes a new task, never answers with a different one.
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
+    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit.
     """
-    existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
+    same_request = Task.objects.filter(
+        created_by=created_by, team=team, parent=fields.get("parent"), idempotency_key=idempotency_key
+    )
+    existing = same_request.first()
     if existing:
-        return existing, False
+        return existing, False  # a replay of an accepted submit is no new call: never refused
+    if refused := limits.submission_refusal(user=created_by, team=team):
+        raise refused
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -74,7 +84,10 @@ def _task_create(
             transaction.on_commit(lambda: jobs.submit_task.enqueue(task.pk))
     except IntegrityError:
         # Two requests with one key raced past the lookup above: the first one's task stands.
-        return Task.objects.get(created_by=created_by, idempotency_key=idempotency_key), False
+        existing = same_request.first()
+        if existing is None:
+            raise
+        return existing, False
     return task, True
 
 
@@ -90,6 +103,7 @@ def task_create_imagine(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
         action=Task.Action.IMAGINE,
     )
@@ -108,6 +122,7 @@ def task_create_child(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=parent.team,
         prompt_for=lambda: parent.prompt,
         action=action,
         option=option,
@@ -122,6 +137,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=task.team,
         prompt_for=lambda: task.prompt,
         action=task.action,
         option=task.option,

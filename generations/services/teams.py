@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from generations.models import Membership, Team
 
 
 def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
-    """The user's first team, or a new personal team for a user who belongs to none yet."""
+    """The user's first team, or a new personal team for a user who belongs to none yet.
+
+    Race-safe: a user has at most one personal team (a unique column), so of several simultaneous first
+    requests one creates it and the others find it.
+    """
     membership = Membership.objects.filter(user=user).select_related("team").order_by("joined_at").first()
     if membership:
         return membership.team
-    with transaction.atomic():
-        team = Team.objects.create(name=f"{user.get_username()}'s team")
-        Membership.objects.create(team=team, user=user)
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(name=f"{user.get_username()}'s team", personal_for=user)
+            Membership.objects.create(team=team, user=user)
+    except IntegrityError:  # another request made it first (or the user had left it: it is still theirs)
+        team = Team.objects.get(personal_for=user)
+        Membership.objects.get_or_create(team=team, user=user)
     return team
 
 

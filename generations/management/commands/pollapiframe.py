@@ -6,18 +6,20 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 
 from generations.apiframe import ApiframeError, RateLimited
-from generations.services import polling
+from generations.services import housekeeping, polling
 
 logger = logging.getLogger(__name__)
 
-MIRROR_SWEEP_SECONDS = 30.0
+SWEEP_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
 
 
 class Command(BaseCommand):
     help = (
         "The safety net beside webhooks: fetch quiet in-flight tasks through fetch-many, time out overdue "
-        "ones, and queue again image mirrors that a dead worker or a CDN error left behind."
+        "ones, and queue again image mirrors that a dead worker or a CDN error left behind. Now and then also "
+        "marks failed the jobs a killed worker left running, sweeps stored files no image names (hourly) and "
+        "prunes old webhook deliveries and job rows (daily)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,11 +30,13 @@ class Command(BaseCommand):
         delay, last_sweep = interval, 0.0
         while True:
             try:
+                if time.monotonic() - last_sweep > SWEEP_SECONDS:
+                    last_sweep = time.monotonic()  # a failing sweep is tried again next period, not every round
+                    housekeeping.jobs_reap_running()
+                    polling.images_requeue_unmirrored()
+                    housekeeping.chores_run_due()
                 polling.tasks_expire_overdue()
                 polling.tasks_poll()
-                if time.monotonic() - last_sweep > MIRROR_SWEEP_SECONDS:
-                    polling.images_requeue_unmirrored()
-                    last_sweep = time.monotonic()
                 delay = interval
             except RateLimited as exc:
                 delay = min(max(exc.retry_after or 0, delay * 2), MAX_BACKOFF_SECONDS)
