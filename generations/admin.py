@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from generations.models import Image, Membership, Prompt, RejectedWebhookCount, Task, Team, WebhookDelivery
+from generations.models import Image, Membership, Prompt, Task, Team, WebhookDelivery
 
 
 class MembershipInline(admin.TabularInline):
@@ -49,8 +49,3 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_filter = ("outcome",)
     search_fields = ("apiframe_task_id",)
     readonly_fields = ("received_at", "apiframe_task_id", "task", "reported_status", "outcome", "body")
-
-
-@admin.register(RejectedWebhookCount)
-class RejectedWebhookCountAdmin(admin.ModelAdmin):
-    list_display = ("day", "count")

@@ -136,6 +136,12 @@ class Task(models.Model):
             models.Index(fields=("team", "-created_at"), name="task_team_recent"),
             # Live refresh: a team's tasks changed since a moment.
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
+            # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
+            models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
+            # alone) and the studio's busy check, however many tasks the team has finished. Not a partial index:
+            # SQLite cannot match one against a bound `status IN (?, ...)`.
+            models.Index(fields=("team", "status", "deadline"), name="task_team_status"),
             # The poller and the deadline sweep: tasks still in flight.
             models.Index(
                 fields=("status", "last_heard_at"),
@@ -260,13 +266,3 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.apiframe_task_id or '?'} {self.reported_status} ({self.outcome})"
-
-
-class RejectedWebhookCount(models.Model):
-    """Deliveries refused for a wrong or missing secret: only counted per day, their bodies never stored."""
-
-    day = models.DateField(unique=True)
-    count = models.PositiveIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.day}: {self.count}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_tasks_db",
+    "axes",
     "generations",
     # The local stand-in for Apiframe. Studio code never imports it; it is only served by `runsandbox`.
     "sandbox",
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "generations.middleware.TeamMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mjstudio.urls"
@@ -111,6 +115,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "generations:studio"
 LOGOUT_REDIRECT_URL = "login"
@@ -175,6 +181,39 @@ MJSTUDIO_MAX_IMAGE_BYTES = env.int("MJSTUDIO_MAX_IMAGE_BYTES", default=40 * 1024
 MJSTUDIO_MAX_IMAGE_PIXELS = env.int("MJSTUDIO_MAX_IMAGE_PIXELS", default=25_000_000)  # 4x upscales fit
 MJSTUDIO_WEBHOOK_MAX_BYTES = env.int("MJSTUDIO_WEBHOOK_MAX_BYTES", default=256 * 1024)
 
+# --- Limits on abuse --------------------------------------------------------------------------------------
+# Submissions (each one a paid upstream call): at most MJSTUDIO_SUBMIT_MAX new tasks per user in any
+# MJSTUDIO_SUBMIT_WINDOW seconds, and at most MJSTUDIO_TEAM_MAX_IN_FLIGHT of a team's tasks in flight. 0 = no limit.
+MJSTUDIO_SUBMIT_MAX = env.int("MJSTUDIO_SUBMIT_MAX", default=30)
+MJSTUDIO_SUBMIT_WINDOW = env.int("MJSTUDIO_SUBMIT_WINDOW", default=600)
+MJSTUDIO_TEAM_MAX_IN_FLIGHT = env.int("MJSTUDIO_TEAM_MAX_IN_FLIGHT", default=12)
+
+# Login (django-axes): an account is locked after MJSTUDIO_LOGIN_FAILURE_LIMIT failures, an address (a whole
+# office behind one NAT, so a higher bar) after MJSTUDIO_LOGIN_IP_FAILURE_LIMIT, for the cool-off; a success forgets
+# the account's own failures; staff unlock by deleting the attempts in the admin (Axes > Access attempts).
+MJSTUDIO_LOGIN_FAILURE_LIMIT = env.int("MJSTUDIO_LOGIN_FAILURE_LIMIT", default=5)
+MJSTUDIO_LOGIN_IP_FAILURE_LIMIT = env.int("MJSTUDIO_LOGIN_IP_FAILURE_LIMIT", default=20)
+AXES_FAILURE_LIMIT = MJSTUDIO_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("MJSTUDIO_LOGIN_COOLOFF_MINUTES", default=15))
+# Counted per account and per address; the handler applies each its own limit (generations/services/limits.py).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "generations.services.limits.LoginAttemptHandler"
+AXES_RESET_ON_SUCCESS = True
+# A try refused during a lockout is not one more failure: colleagues behind a locked office address would
+# otherwise lock their own accounts by trying once each.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "generations.views.accounts.login_locked_out"
+# The client's address is REMOTE_ADDR unless MJSTUDIO_TRUSTED_PROXIES says how many proxies in front of us
+# append to X-Forwarded-For (otherwise anyone could send that header and pick their own address).
+MJSTUDIO_TRUSTED_PROXIES = env.int("MJSTUDIO_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "generations.services.limits.client_ip"
+
+# The cache holds only counters that may be lost (webhook refusals): local memory, per process, by default;
+# Redis when REDIS_URL is set (the `redis` package comes with `pip install .[scale]`). Never the database.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if env("REDIS_URL", default=""):
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_URL")}
+
 # --- Security ---------------------------------------------------------------------------------------------
 SECURE_CSP = {
     "default-src": [CSP.SELF],
@@ -200,7 +239,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"skip_refused_webhooks": {"()": "mjstudio.logs.SkipRefusedWebhooks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING", "filters": ["skip_refused_webhooks"]},
+        # django-axes: failures and lockouts (warnings) only, not a line per successful login.
+        "axes": {"level": "WARNING"},
+    },
 }

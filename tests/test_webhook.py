@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from generations.models import Image, RejectedWebhookCount, Task, WebhookDelivery
+from generations.models import Image, Task, WebhookDelivery
+from generations.services import limits
 
 URL = "/webhooks/apiframe/"
 UPSTREAM_ID = "8a6e2a3b-6f0c-4c5e-9a51-2f1d3c4b5a60"
@@ -121,14 +123,52 @@ def test_an_unknown_task_is_acknowledged_and_logged(post, payload, db):
     )
 
 
+@pytest.fixture
+def empty_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.mark.parametrize("secret", [None, "", "whsec_wrong", "whsec_test "])
-def test_it_rejects_a_wrong_or_missing_secret(post, payload, task, secret):
+def test_it_rejects_a_wrong_or_missing_secret(post, payload, task, secret, empty_cache):
     response = post(payload("finished_grid.json"), secret=secret)
     assert response.status_code == 401
     task.refresh_from_db()
     assert task.status == "pending"
     assert not WebhookDelivery.objects.exists()
-    assert RejectedWebhookCount.objects.get().count == 1
+    assert limits.webhook_refusals() == (1, 0)
+
+
+def test_a_flood_of_bad_secrets_costs_no_query_and_a_handful_of_log_lines(
+    post, payload, task, empty_cache, django_assert_num_queries, caplog
+):
+    body = payload("finished_grid.json")
+    with caplog.at_level("INFO"), django_assert_num_queries(0):
+        statuses = {post(body, secret="whsec_wrong").status_code for _ in range(250)}
+    assert statuses == {401}
+    assert limits.webhook_refusals() == (250, 0)
+    # The 1st, 10th and 100th refusals of the hour are logged, with the count so far; nothing else is.
+    assert [(r.name, r.args[0]) for r in caplog.records] == [(limits.__name__, n) for n in (1, 10, 100)]
+    task.refresh_from_db()
+    assert task.status == "pending"
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_the_web_servers_access_line_is_dropped_for_a_refused_webhook_only(caplog):
+    server = logging.getLogger("django.server")
+    with caplog.at_level("INFO"):
+        server.warning('"%s" %s %s', "POST /webhooks/apiframe/ HTTP/1.1", "401", "23", extra={"status_code": 401})
+        server.warning('"%s" %s %s', "GET /nowhere/ HTTP/1.1", "404", "0", extra={"status_code": 404})
+        server.warning('"%s" %s %s', "POST /webhooks/apiframe/ HTTP/1.1", "400", "9", extra={"status_code": 400})
+    assert [r.args[0] for r in caplog.records] == ["GET /nowhere/ HTTP/1.1", "POST /webhooks/apiframe/ HTTP/1.1"]
+
+
+def test_a_good_secret_is_not_counted_as_refused(post, payload, task, empty_cache):
+    assert post(payload("finished_grid.json")).status_code == 200
+    assert limits.webhook_refusals() == (0, 0)
 
 
 def test_it_rejects_malformed_json(post, payload, task):

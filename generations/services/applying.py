@@ -9,13 +9,13 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import InvalidPayload, TaskState
-from generations.models import Image, RejectedWebhookCount, Task, WebhookDelivery
+from generations.models import Image, Task, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +164,6 @@ def webhook_record(*, body: dict, state: TaskState | None, outcome: str, task: T
         task=task,
         body=body,
     )
-
-
-def webhook_count_rejection() -> None:
-    today = timezone.localdate()
-    counter, _ = RejectedWebhookCount.objects.get_or_create(day=today)
-    RejectedWebhookCount.objects.filter(pk=counter.pk).update(count=F("count") + 1)
 
 
 def webhooks_apply_early(*, apiframe_task_id: str) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
 from generations.models import Prompt, Task, Team
+from generations.services import limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
 
@@ -44,16 +45,20 @@ def _task_create(
     *,
     idempotency_key: uuid.UUID,
     created_by: AbstractBaseUser,
+    team: Team,
     prompt_for: Callable[[], Prompt],
     **fields: object,
 ) -> tuple[Task, bool]:
     """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
 
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
+    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit.
     """
     existing = Task.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
     if existing:
-        return existing, False
+        return existing, False  # a replay of an accepted submit is no new call: never refused
+    if refused := limits.submission_refusal(user=created_by, team=team):
+        raise refused
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -90,6 +95,7 @@ def task_create_imagine(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
         action=Task.Action.IMAGINE,
     )
@@ -108,6 +114,7 @@ def task_create_child(
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=parent.team,
         prompt_for=lambda: parent.prompt,
         action=action,
         option=option,
@@ -122,6 +129,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
+        team=task.team,
         prompt_for=lambda: task.prompt,
         action=task.action,
         option=task.option,

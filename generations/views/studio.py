@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Task, Team
-from generations.services import submitting
+from generations.services import limits, submitting
 
 STUDIO_PAGE_SIZE = 24
 # While anything is in flight the page asks for changes this often; otherwise only now and then,
@@ -85,21 +85,35 @@ def task_create(request: HttpRequest) -> HttpResponse:
             return render(request, "generations/studio.html#composer", {"form": form}, status=422)
         return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
     text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
-    task, _ = submitting.task_create_imagine(
-        team=request.team,
-        user=request.user,
-        text=text,
-        mode=mode,
-        aspect_ratio=aspect_ratio,
-        # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
-        # still makes a new one.
-        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
-    )
+    try:
+        task, _ = submitting.task_create_imagine(
+            team=request.team,
+            user=request.user,
+            text=text,
+            mode=mode,
+            aspect_ratio=aspect_ratio,
+            # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
+            # still makes a new one.
+            idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
+        )
+    except limits.SubmissionRefused as refused:
+        return _composer_refused(request, form, refused)
     if not request.htmx:
         return redirect("generations:studio")
     # A fresh key; mode and ratio stay as chosen.
     fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
     return render_new_card(request, task, {"form": fresh})
+
+
+def _composer_refused(request: HttpRequest, form: ImagineForm, refused: limits.SubmissionRefused) -> HttpResponse:
+    """The composer again, prompt and key kept, saying when to try again (htmx swaps 422s only)."""
+    form.add_error(None, refused.message)
+    if request.htmx:
+        response = render(request, "generations/studio.html#composer", {"form": form}, status=422)
+    else:
+        response = render(request, "generations/studio.html", _studio_context(request, form=form), status=429)
+    response["Retry-After"] = str(refused.retry_after)
+    return response
 
 
 def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from generations import apiframe
 from generations.apiframe import InvalidPayload
-from generations.services import applying
+from generations.services import applying, limits
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
     """Apiframe's status updates and results. Only the shared secret proves who sent them."""
     provided = request.headers.get("x-webhook-secret", "")
     if not provided or not constant_time_compare(provided, settings.APIFRAME_WEBHOOK_SECRET):
-        applying.webhook_count_rejection()
-        return JsonResponse({"error": "bad secret"}, status=401)
+        limits.webhook_refusal_count(source=limits.client_ip(request))  # the cache, never the database
+        refused = JsonResponse({"error": "bad secret"}, status=401)
+        refused._has_been_logged = True  # the count's sampled line stands for Django's line per 4xx (a flood)
+        return refused
     limit = settings.MJSTUDIO_WEBHOOK_MAX_BYTES
     body = request.read(limit + 1)  # never more than the limit in memory, whatever Content-Length claims
     if len(body) > limit:

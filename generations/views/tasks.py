@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from generations.forms import ActionForm
 from generations.models import Image, Task
-from generations.services import submitting
+from generations.services import limits, submitting
 from generations.views.studio import render_new_card
 
 logger = logging.getLogger(__name__)
@@ -25,13 +25,19 @@ def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
     return get_object_or_404(Task.objects.for_cards(), pk=pk, team=request.team)
 
 
-def _refused(request: HttpRequest, task: Task, message: str, *, index: str | None = None) -> HttpResponse:
+def _refused(
+    request: HttpRequest, task: Task, message: str, *, index: str | None = None, retry_after: int | None = None
+) -> HttpResponse:
     """An action that sends nothing: its message on the card (and in the image's menu), or as a flash."""
     if request.htmx:
         context = {"task": task, "message": message, "index": index}
-        return render(request, "generations/studio.html#action-error", context, status=422)
-    messages.error(request, message)
-    return redirect("generations:studio")
+        response = render(request, "generations/studio.html#action-error", context, status=422)
+    else:
+        messages.error(request, message)
+        response = redirect("generations:studio")
+    if retry_after is not None:  # over a limit: when to try again, for machines
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @require_POST
@@ -43,15 +49,19 @@ def task_act(request: HttpRequest, pk: int) -> HttpResponse:
         index = request.POST.get("index", "")  # to show the message in that image's menu, if it is one
         return _refused(request, parent, message, index=index if index in ("1", "2", "3", "4") else None)
     action, option, index = (form.cleaned_data[k] for k in ("task_action", "task_option", "index"))
-    task, _ = submitting.task_create_child(
-        parent=parent,
-        user=request.user,
-        action=action,
-        option=option,
-        index=index,
-        # One key per menu: each distinct button makes its own task, a repeated click (or POST) does not.
-        idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{action}:{option}:{index}"),
-    )
+    try:
+        task, _ = submitting.task_create_child(
+            parent=parent,
+            user=request.user,
+            action=action,
+            option=option,
+            index=index,
+            # One key per menu: each distinct button makes its own task, a repeated click (or POST) does not.
+            idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{action}:{option}:{index}"),
+        )
+    except limits.SubmissionRefused as refused:
+        menu = str(index) if index else None
+        return _refused(request, parent, refused.message, index=menu, retry_after=refused.retry_after)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": parent, "key_for": index or "reroll"})
@@ -68,7 +78,10 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, failed, "This page is out of date: reload it and try again.")
     if not failed.can_retry:
         return _refused(request, failed, "Only a failed or timed-out task can be retried.")
-    task, _ = submitting.task_retry(task=failed, user=request.user, idempotency_key=key)
+    try:
+        task, _ = submitting.task_retry(task=failed, user=request.user, idempotency_key=key)
+    except limits.SubmissionRefused as refused:
+        return _refused(request, failed, refused.message, retry_after=refused.retry_after)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
