@@ -581,6 +581,8 @@ class ApiframeClient:
 
 # --- Parsing helpers ----------------------------------------------------------------------------------------
 _NOT_JSON: Final = object()
+_NEVER_SENT: Final = (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)
+_NEVER_SENT_REASONS: Final = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 
 
 def json_object(body: bytes | str) -> dict[str, Any]:
@@ -625,10 +627,6 @@ def _deeper_than(value: object, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
-
-
-_NEVER_SENT: Final = (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)
-_NEVER_SENT_REASONS: Final = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 
 
 def _require_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
