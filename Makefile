@@ -52,3 +52,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+
+# The property-based suite with many more examples than CI runs (tests/test_fuzz.py: every route's parameters and
+# headers, both forms, the webhook). Prefix DATABASE_URL=postgres://... to run it on PostgreSQL.
+.PHONY: fuzz
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py $(ARGS)
