@@ -13,9 +13,9 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from generations import jobs
 from generations.apiframe import InvalidPayload, TaskState
 from generations.models import Image, Task, WebhookDelivery
+from generations.services import mirroring
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
                 [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
                 ignore_conflicts=True,
             )
-            transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
+            transaction.on_commit(lambda: mirroring.task_mirror_enqueue(task_id=task.pk))
     task.status = status
     return WebhookDelivery.Outcome.APPLIED, task
 
