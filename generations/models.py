@@ -8,6 +8,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from generations import actions
+
 
 class Team(models.Model):
     name = models.CharField(max_length=100)
@@ -142,6 +144,10 @@ class Task(models.Model):
                 name="task_in_flight",
                 condition=Q(status__in=("queued", "submitting", "pending", "processing")),
             ),
+            # The studio's "anything of this team in flight?" (views.studio.team_is_busy), on every page and
+            # pulse: four index probes, never a walk through the team's history. Not a partial index: SQLite
+            # cannot match `status IN (?, ?, ?, ?)` with bound parameters against a partial index's condition.
+            models.Index(fields=("team", "status"), name="task_team_status"),
         ]
         constraints = [
             models.UniqueConstraint(fields=("created_by", "idempotency_key"), name="task_idempotency_key_unique"),
@@ -178,22 +184,7 @@ class Task(models.Model):
 
     def describe(self) -> str:
         """What this task did, in the words of its lineage line: "Pan right of image 3"."""
-        match self.action:
-            case self.Action.IMAGINE:
-                return "Imagine"
-            case self.Action.REROLL:
-                return "Reroll"
-            case self.Action.VARY:
-                return f"Vary ({self.option}) of image {self.parent_index}"
-            case self.Action.UPSCALE:
-                return f"Upscale ({self.option}) of image {self.parent_index}"
-            case self.Action.PAN:
-                return f"Pan {self.option} of image {self.parent_index}"
-            case self.Action.ZOOM if self.option == "1":
-                return f"Make square of image {self.parent_index}"
-            case self.Action.ZOOM:
-                return f"Zoom out {self.option}× of image {self.parent_index}"
-        return self.get_action_display()
+        return actions.describe(self.action, self.option, self.parent_index) or self.get_action_display()
 
 
 class Image(models.Model):
@@ -219,7 +210,8 @@ class Image(models.Model):
         ordering = ("task", "index")
         constraints = [models.UniqueConstraint(fields=("task", "index"), name="image_task_index_unique")]
         indexes = [
-            # The mirror sweep: images still waiting for their file.
+            # The mirror sweep, and the studio's "an image of this team still being saved?": images still
+            # waiting for their file.
             models.Index(fields=("mirrored_at",), name="image_not_mirrored", condition=Q(mirrored_at=None)),
         ]
 
