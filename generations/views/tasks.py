@@ -10,6 +10,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
 from generations.services import submitting
@@ -30,6 +31,20 @@ def _refused(request: HttpRequest, task: Task, message: str, *, index: str | Non
         return render(request, "generations/studio.html#action-error", context, status=422)
     messages.error(request, message)
     return redirect("generations:studio")
+
+
+@require_GET
+def task_image_actions(request: HttpRequest, pk: int) -> HttpResponse:
+    """One image's action menu on a page of its own: where an image's Actions button leads without JS
+    (with JS, the studio fills in its one menu instead)."""
+    task = _get_task_for_user(request, pk)
+    index = request.GET.get("index", "")
+    image = next((i for i in task.images.all() if str(i.index) == index), None)
+    if image is None or not task.images_ready:
+        raise Http404("This task has no such image ready to act on.")
+    kind = actions.GRID if task.is_grid else actions.UPSCALE
+    context = {"task": task, "image": image, "kind": kind, "team": task.team}
+    return render(request, "generations/image_actions.html", context)
 
 
 @require_POST
