@@ -10,8 +10,9 @@ download gave up; every other image mirrored (file names only: no file is needed
 team is idle (nothing in flight: the common case, and the one where a scan is slowest); a small second team
 has a few tasks in flight. The 24 newest cards are finished 4-image grids, so the page is at its heaviest.
 
-Usage: .venv/bin/python bench/library.py [--tasks 100000] [--db PATH] [--runs 30]
+Usage: .venv/bin/python bench/library.py [--tasks 100000] [--db PATH | --database-url URL] [--runs 30]
   --db PATH seeds PATH if it is new or empty and reuses it otherwise (seeding 100,000 tasks takes a minute).
+  --database-url postgres://... does the same in an existing PostgreSQL database (to compare plans and times).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def seed_library(*, tasks: int, seed: int = 7, on_progress: Callable[[str, int],
     must be freshly migrated), so that parents and roots can be named before their rows exist.
     """
     from django.contrib.auth import get_user_model
-    from django.db import transaction
+    from django.core.management.color import no_style
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from generations.models import Image, Membership, Prompt, Task, Team
@@ -118,7 +120,6 @@ def seed_library(*, tasks: int, seed: int = 7, on_progress: Callable[[str, int],
     prompts: list[Prompt] = []
     task_rows: list[Task] = []
     image_rows: list[Image] = []
-    counts = {"tasks": 0, "images": 0}
     grids: dict[int, list[int]] = {main.pk: [], other.pk: []}  # recent finished grids, per team, to act on
     info: dict[int, tuple[int, int, str]] = {}  # task id -> (prompt id, root id, aspect ratio)
     bar = on_progress("seeding", total)
@@ -130,7 +131,6 @@ def seed_library(*, tasks: int, seed: int = 7, on_progress: Callable[[str, int],
             Prompt.objects.bulk_create(prompts)
             Task.objects.bulk_create(task_rows)
             Image.objects.bulk_create(image_rows)
-        counts["images"] += len(image_rows)
         bar.advance(len(task_rows))
         prompts.clear(), task_rows.clear(), image_rows.clear()
 
@@ -211,7 +211,6 @@ def seed_library(*, tasks: int, seed: int = 7, on_progress: Callable[[str, int],
             )
         )
         info[task_id] = (prompt_pk, root_pk, ratio)
-        counts["tasks"] += 1
         if finished:
             width, height = _size(ratio)
             if action == "upscale":
@@ -240,8 +239,13 @@ def seed_library(*, tasks: int, seed: int = 7, on_progress: Callable[[str, int],
                 )
         flush()
     flush(final=True)
-    main_tasks = Task.objects.filter(team=main).count()
-    return {"team": main, "member": users[0], "tasks": main_tasks, "images": counts["images"]}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # ids were given: move the sequences past them; and fresh statistics
+            for sql in connection.ops.sequence_reset_sql(no_style(), [Prompt, Task, Image]):
+                cursor.execute(sql)
+            cursor.execute("ANALYZE")
+    main_tasks, main_images = Task.objects.filter(team=main).count(), Image.objects.filter(task__team=main).count()
+    return {"team": main, "member": users[0], "tasks": main_tasks, "images": main_images}
 
 
 def _timed(call: Callable[[], object], runs: int) -> tuple[float, float, object]:
@@ -346,13 +350,16 @@ def explain_in_flight(team: object) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--db", type=Path, help="seed this SQLite file if new, reuse it if already seeded")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="seed this SQLite file if new, reuse it if already seeded")
+    where.add_argument("--database-url", help="the same in an existing database, e.g. postgres://user:pw@host/db")
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="mjstudio-library-")
-    db = args.db or Path(tmp.name) / "db.sqlite3"
-    os.environ.update(DATABASE_URL=f"sqlite:///{db.resolve()}", MEDIA_ROOT=f"{tmp.name}/media", LOG_LEVEL="WARNING")
+    db = args.database_url or args.db or Path(tmp.name) / "db.sqlite3"
+    url = args.database_url or f"sqlite:///{Path(db).resolve()}"
+    os.environ.update(DATABASE_URL=url, MEDIA_ROOT=f"{tmp.name}/media", LOG_LEVEL="WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjstudio.settings")
     import django
 
@@ -372,10 +379,14 @@ def main() -> None:
         seeded = seed_library(tasks=args.tasks)
         team, member = seeded["team"], seeded["member"]
         elapsed = time.monotonic() - started
-        print(f"seeded {db}: {seeded['tasks']:,} tasks, {seeded['images']:,} images in {elapsed:.0f} s")
+        print(f"seeded {db}: {seeded['tasks']:,} tasks, {seeded['images']:,} images in {MAIN_TEAM} in {elapsed:.0f} s")
 
     rows = measure_studio(member=member, team=team, runs=args.runs)
-    print(f"\n{seeded['tasks']:,} tasks, SQLite, median of {args.runs} runs")
+    from django.db import connection
+
+    database = {"sqlite": "SQLite", "postgresql": "PostgreSQL (CPU: this process only, not the server's)"}
+    vendor = database.get(connection.vendor, connection.vendor)
+    print(f"\n{seeded['tasks']:,} tasks, {vendor}, median of {args.runs} runs")
     print(f"{'what':<30} {'wall ms':>8} {'CPU ms':>7} {'queries':>8}  other")
     for what, wall, cpu, queries, other in rows:
         print(f"{what:<30} {wall:>8} {cpu:>7} {queries:>8}  {other}")

@@ -105,9 +105,9 @@ MENU: tuple[MenuRow, ...] = (
 )
 IMAGE_ACTIONS: dict[str, ImageAction] = {choice.value: choice for row in MENU for choice in row.choices}
 
-# Actions on a whole task rather than on one of its images: (button label, price key). Reroll applies to an
-# imagined grid only (ActionForm says so).
-TASK_ACTIONS: dict[str, tuple[str, str]] = {"imagine": ("Imagine", "imagine"), "reroll": ("Reroll", "reroll")}
+# Actions on a whole task rather than on one of its images, by label; each is its own price key. Reroll
+# applies to an imagined grid only (ActionForm says so).
+TASK_ACTIONS: dict[str, str] = {"imagine": "Imagine", "reroll": "Reroll"}
 
 
 def values_valid_on(kind: str) -> frozenset[str]:
@@ -118,7 +118,7 @@ def values_valid_on(kind: str) -> frozenset[str]:
 def describe(action: str, option: str, index: int | None) -> str | None:
     """How a task is named in its card and its lineage: "Pan right of image 3"; None for an unknown action."""
     if action in TASK_ACTIONS:
-        return TASK_ACTIONS[action][0]
+        return TASK_ACTIONS[action]
     choice = IMAGE_ACTIONS.get(f"{action}:{option}") or IMAGE_ACTIONS.get(f"{action}:custom")
     return choice.done.format(option=option, index=index) if choice else None
 

@@ -8,6 +8,7 @@ import uuid
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from generations import actions
@@ -34,6 +35,7 @@ def _refused(request: HttpRequest, task: Task, message: str, *, index: str | Non
 
 
 @require_GET
+@never_cache  # its form carries an idempotency key: a page restored by Back must not reuse it
 def task_image_actions(request: HttpRequest, pk: int) -> HttpResponse:
     """One image's action menu on a page of its own: where an image's Actions button leads without JS
     (with JS, the studio fills in its one menu instead)."""

@@ -16,7 +16,7 @@ document.addEventListener("htmx:oobErrorNoTarget", (event) => {
 });
 
 // Live refresh may send a card again that has not changed (it looks back a little, so that no change is
-// missed). Swapping it anyway would close an open action menu and reset what was typed in it: skip it.
+// missed). Swapping it anyway would be work for nothing, and would take focus from a button in it: skip it.
 document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const incoming = event.detail.fragment.firstElementChild;
   const current = event.detail.target;
@@ -75,7 +75,8 @@ document.addEventListener(
   (event) => {
     const menu = event.target;
     if (menu.id !== "image-menu" || event.newState !== "closed") return;
-    if (document.activeElement && document.activeElement !== document.body && !menu.contains(document.activeElement)) return;
+    const focused = document.activeElement;
+    if (focused && focused !== document.body && !menu.contains(focused)) return; // it is where the user put it
     const card = document.getElementById(menu.dataset.card ?? "");
     card?.querySelector(`.shot__actions[value="${menu.dataset.index}"]`)?.focus({ preventScroll: true });
   },
