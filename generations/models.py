@@ -210,9 +210,13 @@ class Image(models.Model):
         ordering = ("task", "index")
         constraints = [models.UniqueConstraint(fields=("task", "index"), name="image_task_index_unique")]
         indexes = [
-            # The mirror sweep, and the studio's "an image of this team still being saved?": images still
-            # waiting for their file.
+            # The mirror sweep: images still waiting for their file.
             models.Index(fields=("mirrored_at",), name="image_not_mirrored", condition=Q(mirrored_at=None)),
+            # The studio's "an image of this team still being saved?" (views.studio.team_is_busy): the images
+            # whose mirror still tries (attempts < 8), never the ones that gave up, which pile up over the years.
+            models.Index(
+                fields=("mirrored_at", "mirror_attempts"), name="image_mirror_pending", condition=Q(mirrored_at=None)
+            ),
         ]
 
     def __str__(self) -> str:
