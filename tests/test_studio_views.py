@@ -581,3 +581,16 @@ def test_the_in_flight_check_reads_an_index_not_the_teams_history(
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert any(index in plan for index in postgresql_indexes), plan
+
+
+def test_a_card_says_how_each_unsaved_image_is_doing_and_offers_no_actions_yet(alice_client, make_task):
+    task = _finished_grids(make_task, 1)[0]
+    Image.objects.filter(task=task, index=2).update(mirrored_at=None, mirror_attempts=3, mirror_error="CDN said 500")
+    Image.objects.filter(task=task, index=3).update(mirrored_at=None, mirror_attempts=8, mirror_error="<too big>")
+    Image.objects.filter(task=task, index=4).update(mirrored_at=None, mirror_attempts=0)
+    page = alice_client.get("/").content.decode()
+    card = page[page.index(f'<article id="task-{task.pk}"') : page.index("</article>")]
+    assert card.count('class="shot__link"') == 1  # image 1, saved
+    assert "Saving failed, trying again…" in card and "Saving…" in card
+    assert "Could not save this image: &lt;too big&gt;" in card  # escaped
+    assert 'data-ready="false"' in card and "Actions for image" not in card
