@@ -43,7 +43,7 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
     """One image of a card: its thumbnail linking to the full file, or how its download is going; and, once the
     card is ready, its Actions button (studio.js opens the page's one menu for it; without JS it opens the image's
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
-    and a dozen template nodes per image cost ten times what this does."""
+    and a dozen template nodes per image cost several times what this does."""
     if image.mirrored_at is not None:
         body = format_html(
             '<a class="shot__link" href="{}" target="_blank"><img src="{}" width="{}" height="{}" alt="Image {}"></a>',
@@ -62,9 +62,9 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
     button = ""
     if actions:
         button = format_html(
-            '<button class="shot__actions" name="index" value="{0}" aria-label="Actions for image {0}">{1}</button>\n',
+            '<button class="shot__actions" name="index" value="{0}" aria-label="Actions for image {0}">'
+            "Actions</button>\n",
             image.index,
-            "Actions",
         )
     return format_html('<figure class="shot" data-index="{}">\n{}\n{}</figure>', image.index, body, button)
 
