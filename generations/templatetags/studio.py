@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django import template
 from django.urls import reverse
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
 from generations import actions
@@ -44,29 +44,25 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
     card is ready, its Actions button (studio.js opens the page's one menu for it; without JS it opens the image's
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
     and a dozen template nodes per image cost several times what this does."""
+    index = int(image.index)
     if image.mirrored_at is not None:
-        body = format_html(
-            '<a class="shot__link" href="{}" target="_blank"><img src="{}" width="{}" height="{}" alt="Image {}"></a>',
-            pk_url(context, "generations:image_file", image.pk, "full"),
-            pk_url(context, "generations:image_file", image.pk, "thumb"),
-            image.width or "",
-            image.height or "",
-            image.index,
-        )
+        full = pk_url(context, "generations:image_file", image.pk, "full")
+        thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
+        size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
+        body = f'<a class="shot__link" href="{full}" target="_blank"><img src="{thumb}"{size} alt="Image {index}"></a>'
     else:
         if image.mirror_gave_up:
-            status = f"Could not save this image: {image.mirror_error}"
+            status = escape(f"Could not save this image: {image.mirror_error}")
         else:
             status = "Saving failed, trying again…" if image.mirror_error else "Saving…"
-        body = format_html('<div class="shot__placeholder ar-{}">{}</div>', slugify(aspect_ratio), status)
+        body = f'<div class="shot__placeholder ar-{slugify(aspect_ratio)}">{status}</div>'
     button = ""
     if actions:
-        button = format_html(
-            '<button class="shot__actions" name="index" value="{0}" aria-label="Actions for image {0}">'
-            "Actions</button>\n",
-            image.index,
-        )
-    return format_html('<figure class="shot" data-index="{}">\n{}\n{}</figure>', image.index, body, button)
+        button = f'<button class="shot__actions" name="index" value="{index}" aria-label="Actions for image {index}">'
+        button += "Actions</button>\n"
+    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
+    # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag
