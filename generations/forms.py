@@ -4,27 +4,12 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 
+from generations import actions
 from generations.models import Prompt, Task
 
-# The value of every action button on a grid image, "action:option" (the menu in studio.html#image-actions).
-GRID_IMAGE_ACTIONS = frozenset(
-    {
-        "vary:strong",
-        "vary:subtle",
-        "upscale:subtle",
-        "upscale:creative",
-        "pan:left",
-        "pan:right",
-        "pan:up",
-        "pan:down",
-        "zoom:1.5",
-        "zoom:2",
-        "zoom:custom",
-        "zoom:1",
-    }
-)
-# An upscaled image can only be varied again.
-UPSCALE_IMAGE_ACTIONS = frozenset(a for a in GRID_IMAGE_ACTIONS if a.startswith("vary:"))
+# The `action` values an image's buttons may send, "action:option", from the one table in actions.py.
+GRID_IMAGE_ACTIONS = actions.values_valid_on(actions.GRID)
+UPSCALE_IMAGE_ACTIONS = actions.values_valid_on(actions.UPSCALE)
 
 
 class ImagineForm(forms.Form):

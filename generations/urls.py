@@ -12,6 +12,7 @@ urlpatterns = [
     path("tasks/", studio.task_create, name="task_create"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
     path("tasks/<int:pk>/act/", tasks.task_act, name="task_act"),
+    path("tasks/<int:pk>/actions/", tasks.task_image_actions, name="task_image_actions"),
     path("tasks/<int:pk>/retry/", tasks.task_retry, name="task_retry"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),

@@ -43,16 +43,20 @@ def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
 
 
-def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
-    busy = (
+def team_is_busy(team: Team) -> bool:
+    """Anything of the team in flight, or an image still being saved: then the page asks for news often."""
+    return (
         Task.objects.for_team(team).in_flight().exists()
         or Image.objects.filter(
             task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
         ).exists()
     )
+
+
+def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
     return {
         "pulse_cursor": cursor.isoformat(),
-        "pulse_seconds": PULSE_BUSY_SECONDS if busy else PULSE_IDLE_SECONDS,
+        "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
         "mine_only": mine_only,
     }
 
