@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django import forms
+from django.utils.text import Truncator
 
 from generations.models import Collection, Prompt, Task, Team
 from generations.services.collections import collection_name_clean
@@ -28,6 +29,12 @@ GRID_IMAGE_ACTIONS = frozenset(
 UPSCALE_IMAGE_ACTIONS = frozenset(a for a in GRID_IMAGE_ACTIONS if a.startswith("vary:"))
 
 
+class CollectionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Collection) -> str:
+        # Beside "1:1" and Imagine, a bare name would not say what it is for; kept short for a phone's width.
+        return f"Into “{Truncator(obj.name).chars(24)}”"
+
+
 class ImagineForm(forms.Form):
     prompt = forms.CharField(
         max_length=Prompt.MAX_LENGTH,
@@ -42,7 +49,7 @@ class ImagineForm(forms.Form):
     aspect_ratio = forms.ChoiceField(choices=[(r, r) for r in Prompt.ASPECT_RATIOS], initial="1:1")
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
     # Where the new task's images go when they arrive; only the team's own collections are offered or accepted.
-    collection = forms.ModelChoiceField(
+    collection = CollectionChoiceField(
         queryset=Collection.objects.none(),
         required=False,
         empty_label="No collection",

@@ -150,7 +150,7 @@ def image_collections(request: HttpRequest, pk: int) -> HttpResponse:
     POST: `collection` and `op` (add or remove) toggles one; `new_name` creates a collection holding it."""
     image = get_object_or_404(Image.objects.select_related("task__prompt"), pk=pk, task__team=request.team)
     if request.method == "GET":
-        return _render_picker(request, image, first_open=True)
+        return _render_picker(request, image, first_open=request.htmx)  # in a dialog: focus on the first toggle
     if "new_name" in request.POST:
         return _create_and_add(request, image)
     op = request.POST.get("op", "")
