@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations.models import Collection, CollectionItem, Image, Task
-from generations.services import collections
+from generations.services import collections, submitting
 
 HTMX = {"HX-Request": "true"}
 UPSTREAM_ID = "8a6e2a3b-6f0c-4c5e-9a51-2f1d3c4b5a60"  # the task id in tests/test_data/finished_grid.json
@@ -249,6 +249,30 @@ def test_the_index_costs_the_same_queries_for_2_or_12_collections(alice_client, 
 # --- The per-image control --------------------------------------------------------------------------------------
 
 
+def test_the_control_costs_the_same_queries_for_2_or_12_collections(alice_client, alice, team, make_image):
+    image = make_image()
+    url = f"/images/{image.pk}/collections/"
+    alice_client.get(url)  # the first request of a session picks the team and saves it
+
+    def add(count):
+        start = Collection.objects.count()
+        for n in range(start, start + count):
+            collection = collections.collection_create(team=team, user=alice, name=f"Board {n}")
+            if n % 2:
+                collections.collection_add_image(collection=collection, image=image, user=alice)
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            assert alice_client.get(url, headers=HTMX).status_code == 200
+        return len(captured)
+
+    add(2)
+    small = queries()
+    add(10)
+    assert queries() == small
+
+
+
 def test_the_control_lists_the_teams_collections_as_toggles(alice_client, alice, team, moodboard, make_image, theirs):
     image = make_image()
     harbours = collections.collection_create(team=team, user=alice, name="harbours")
@@ -392,6 +416,20 @@ def test_another_teams_collection_is_a_form_error(alice_client, theirs):
     response = _imagine(alice_client, collection=theirs.pk)
     assert response.status_code == 422
     assert "Choose one of your team&#x27;s collections" in response.content.decode()
+    assert not Task.objects.exists()
+
+
+def test_the_service_refuses_another_teams_collection_for_a_task(alice, team, theirs):
+    with pytest.raises(ValueError, match="is not team"):
+        submitting.task_create_imagine(
+            team=team,
+            user=alice,
+            text="a ferry",
+            mode="fast",
+            aspect_ratio="1:1",
+            idempotency_key=uuid.uuid4(),
+            collection=theirs,
+        )
     assert not Task.objects.exists()
 
 
