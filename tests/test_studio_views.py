@@ -377,3 +377,101 @@ def test_without_htmx_a_refused_action_comes_back_as_a_message(alice_client, mak
     assert response.redirect_chain == [("/", 302)]
     assert "The image number must be 1, 2, 3 or 4." in response.content.decode()
     assert Task.objects.count() == 1
+
+
+# --- Headers and parameters never cause a 500 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("current", ["http://[x/a", "http://testserver:port/", "http://[::1/?mine=1"])
+def test_a_malformed_current_url_still_sends_an_expired_session_to_log_in(client, db, current):
+    response = client.get("/studio/pulse/", headers={**HTMX, "HX-Current-URL": current})
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2F"
+
+
+def test_a_malformed_current_url_reads_as_no_mine_only_filter(alice_client, make_task, bob):
+    hers, his = make_task(status="processing"), make_task(user=bob, status="processing")
+    since = (timezone.now() - timedelta(seconds=30)).isoformat()
+    headers = {**HTMX, "HX-Current-URL": "http://[x/?mine=1"}
+    response = alice_client.get("/studio/pulse/", {"since": since}, headers=headers)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f'id="task-{hers.pk}"' in body and f'id="task-{his.pk}"' in body
+
+
+@pytest.mark.parametrize("after", ["²", "٣", "１", "-1", "0", "9" * 30, str(2**63)])
+def test_pulse_reads_an_after_that_is_no_row_id_as_absent(alice_client, make_task, after):
+    task = make_task(status="processing", updated_at=timezone.now() - timedelta(seconds=1))
+    since = (timezone.now() - timedelta(seconds=30)).isoformat()
+    response = alice_client.get("/studio/pulse/", {"since": since, "after": after}, headers=HTMX)
+    assert response.status_code == 200
+    assert f'id="task-{task.pk}"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("since", "status"),
+    [
+        ("9999-12-31T23:59:59-05:00", 204),  # year 10000 in UTC: clamped, nothing changed after it
+        ("9999-12-31T23:59:59.999999", 204),
+        ("0001-01-01T00:00:00+05:00", 200),  # before year 1 in UTC: clamped, everything changed after it
+        ("2026-01-01T00:00:00+99:00", 204),  # no such offset: read as absent, i.e. now
+        ("2026-02-30T00:00:00", 204),
+    ],
+)
+def test_pulse_clamps_a_cursor_outside_what_databases_store(alice_client, make_task, since, status):
+    make_task(status="finished", updated_at=timezone.now() - timedelta(minutes=1))
+    response = alice_client.get("/studio/pulse/", {"since": since}, headers=HTMX)
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("team_id", ["²", "٣", "9" * 30, str(2**63), "-1", " 1", ""])
+def test_switching_to_a_team_that_is_no_number_or_too_big_is_a_404(alice_client, alice, team_id):
+    before = alice_client.session.get("team_id")
+    response = alice_client.post("/team/", {"team": team_id})
+    assert response.status_code == 404
+    assert alice_client.session.get("team_id") == before
+    assert Membership.objects.filter(user=alice).count() == 1
+
+
+def test_switching_to_another_of_ones_teams_still_works(alice_client, alice, charlie):
+    other = charlie.memberships.get().team
+    Membership.objects.create(team=other, user=alice)
+    response = alice_client.post("/team/", {"team": str(other.pk)})
+    assert response.status_code == 302
+    assert alice_client.session["team_id"] == other.pk
+
+
+@pytest.mark.parametrize(
+    "url", ["/tasks/{n}/", "/tasks/{n}/act/", "/tasks/{n}/retry/", "/images/{n}/thumb/", "/images/{n}/full/"]
+)
+@pytest.mark.parametrize("n", ["9" * 30, str(2**63), str(2**64)])
+def test_a_primary_key_beyond_the_databases_range_is_a_404(alice_client, url, n):
+    method = alice_client.get if "/act/" not in url and "/retry/" not in url else alice_client.post
+    assert method(url.format(n=n)).status_code == 404
+
+
+@pytest.mark.parametrize("field", ["prompt", "mode", "aspect_ratio", "idempotency_key"])
+def test_a_nul_character_in_the_composer_is_a_form_error(alice_client, field):
+    data = {"prompt": "a lighthouse", "mode": "fast", "aspect_ratio": "1:1", "idempotency_key": str(uuid.uuid4())}
+    data[field] += "\x00"
+    response = alice_client.post("/tasks/", data, headers=HTMX)
+    assert response.status_code == 422
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"action": "pan:right\x00", "index": "1"},
+        {"action": "zoom:custom", "index": "1", "zoom_factor": "1.5\x00"},
+        {"action": "pan:right", "index": "²"},
+        {"action": "pan:right", "index": "9" * 30},
+    ],
+)
+def test_a_nul_or_odd_digit_in_an_action_is_a_form_error(alice_client, make_task, data):
+    parent = make_task(status="finished", upstream_id="up-1")
+    response = alice_client.post(
+        f"/tasks/{parent.pk}/act/", {**data, "idempotency_key": str(uuid.uuid4())}, headers=HTMX
+    )
+    assert response.status_code == 422
+    assert Task.objects.count() == 1

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Task, Team
 from generations.services import limits, submitting
@@ -33,8 +32,8 @@ def _mine_only(request: HttpRequest) -> bool:
     """The "mine only" toggle, from this URL or, for an htmx request, from the page that sent it."""
     if "mine" in request.GET:
         return request.GET["mine"] == "1"
-    current = request.htmx.current_url if request.htmx else None
-    return bool(current) and "mine=1" in urlsplit(current).query.split("&")
+    current = params.current_url(request)
+    return current is not None and "mine=1" in current.query.split("&")
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
@@ -139,18 +138,14 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     team = request.team
     mine_only = _mine_only(request)
     now = timezone.now()
-    try:
-        since = parse_datetime(request.GET.get("since", "")) or now
-        looked_back = since - PULSE_LOOKBACK
-    except (ValueError, OverflowError):  # a mangled cursor: start from now
-        since, looked_back = now, now - PULSE_LOOKBACK
-    after = request.GET.get("after", "")
+    since = params.aware_datetime(request.GET.get("since")) or now  # a mangled cursor: start from now
+    after = params.positive_int(request.GET.get("after"))
     changed = Task.objects.for_team(team)
-    if after.isdigit():
+    if after is not None:
         # Draining a burst: exactly after the last card sent, (updated_at, pk) breaking ties.
-        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
+        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=after))
     else:
-        changed = changed.filter(updated_at__gt=looked_back)
+        changed = changed.filter(updated_at__gt=since - PULSE_LOOKBACK)
     if mine_only:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
