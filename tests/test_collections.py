@@ -6,11 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import hypothesis
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connection
+from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import strategies as st
 
 from generations.models import Collection, CollectionItem, Image, Task
 from generations.services import collections, submitting
@@ -272,7 +275,6 @@ def test_the_control_costs_the_same_queries_for_2_or_12_collections(alice_client
     assert queries() == small
 
 
-
 def test_the_control_lists_the_teams_collections_as_toggles(alice_client, alice, team, moodboard, make_image, theirs):
     image = make_image()
     harbours = collections.collection_create(team=team, user=alice, name="harbours")
@@ -357,7 +359,7 @@ def test_an_unknown_op_is_refused(alice_client, moodboard, make_image):
     assert not CollectionItem.objects.exists()
 
 
-@pytest.mark.parametrize("collection", ["", "abc", "999999"])
+@pytest.mark.parametrize("collection", ["", "abc", "999999", "²", "99999999999999999999", "-1"])
 def test_an_unknown_collection_is_a_404(alice_client, make_image, collection):
     image = make_image()
     response = alice_client.post(f"/images/{image.pk}/collections/", {"collection": collection, "op": "add"})
@@ -410,6 +412,14 @@ def test_a_new_task_stores_the_chosen_collection_and_the_composer_keeps_it(alice
 def test_a_new_task_without_a_collection_joins_none(alice_client, moodboard):
     assert _imagine(alice_client, collection="").status_code == 200
     assert Task.objects.get().collection is None
+
+
+@pytest.mark.parametrize("collection", ["abc", "²", "99999999999999999999", "-1"])
+def test_a_mangled_collection_is_a_form_error(alice_client, collection):
+    response = _imagine(alice_client, collection=collection)
+    assert response.status_code == 422
+    assert "Choose one of your team&#x27;s collections" in response.content.decode()
+    assert not Task.objects.exists()
 
 
 def test_another_teams_collection_is_a_form_error(alice_client, theirs):
@@ -610,3 +620,49 @@ def test_each_route_refuses_other_methods(alice_client, targets, method, url):
     before = _state(targets[0])
     assert getattr(alice_client, method)(url).status_code == 405
     assert _state(targets[0]) == before
+
+
+# --- Odd input: never a 5xx, and a refusal changes nothing -------------------------------------------------------
+
+ODD = ["", " ", "\x00", "a\x00b", "²", "٣", "１", "-1", "0", "9" * 30, str(2**63), "x" * 200, "\u202e", "NaN"]
+odd = st.one_of(st.sampled_from(ODD), st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+# (method, path, fields): {c} is the team's collection, {t} another team's, {i} the team's image.
+ODD_ROUTES = [
+    ("GET", "/collections/", ("sort",)),
+    ("POST", "/collections/new/", ("name",)),
+    ("POST", "/collections/{c}/rename/", ("name",)),
+    ("POST", "/collections/{t}/rename/", ("name",)),
+    ("POST", "/collections/{c}/delete/", ("name",)),
+    ("GET", "/images/{i}/collections/", ("collection", "op")),
+    ("POST", "/images/{i}/collections/", ("collection", "op")),
+    ("POST", "/images/{i}/collections/", ("new_name",)),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "names"), ODD_ROUTES, ids=lambda v: str(v))
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+@hypothesis.given(data=st.data())
+def test_odd_input_never_breaks_a_collections_url(alice, targets, theirs, method, path, names, data):
+    moodboard, image = targets
+    path = path.format(c=moodboard.pk, t=theirs.pk, i=image.pk)
+    values = st.one_of(st.sampled_from([*ODD, str(moodboard.pk), "add", "remove"]), odd)
+    fields = {name: data.draw(values) for name in names}
+    with transaction.atomic():  # each example starts from the same rows
+        client = Client()
+        client.force_login(alice)
+        before = _state(moodboard)
+        headers = HTMX if data.draw(st.booleans()) else {}
+        response = (
+            client.get(path, fields, headers=headers) if method == "GET" else client.post(path, fields, headers=headers)
+        )
+        after = _state(moodboard)
+        transaction.set_rollback(True)
+    assert response.status_code < 500
+    if 400 <= response.status_code < 500:
+        assert after == before

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import retarget
 
+from generations import params
 from generations.forms import CollectionForm
 from generations.models import Collection, CollectionItem, Image, Team
 from generations.services import collections
@@ -154,10 +155,10 @@ def image_collections(request: HttpRequest, pk: int) -> HttpResponse:
     if "new_name" in request.POST:
         return _create_and_add(request, image)
     op = request.POST.get("op", "")
-    collection_id = request.POST.get("collection", "")
-    if not collection_id.isdigit():
+    collection_id = params.positive_int(request.POST.get("collection"))
+    if collection_id is None:
         raise Http404("No such collection.")
-    collection = _get_collection(request, int(collection_id))
+    collection = _get_collection(request, collection_id)
     if op == "add":
         collections.collection_add_image(collection=collection, image=image, user=request.user)
         done = f"Added to “{collection.name}”."
