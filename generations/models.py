@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import ClassVar
 
 from django.conf import settings
@@ -283,6 +284,9 @@ class Collection(models.Model):
 
     team = models.ForeignKey(Team, models.CASCADE, related_name="collections")
     name = models.CharField(max_length=MAX_NAME_LENGTH)
+    # The name case-folded ("Moodboard" = "MOODBOARD", "Straße" = "STRASSE"): unique per team in any database
+    # (SQLite's lower() knows ASCII only). Set by save(); folding may lengthen a name, hence the room.
+    name_key = models.CharField(max_length=MAX_NAME_LENGTH * 3, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="collections")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -290,10 +294,23 @@ class Collection(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = [models.UniqueConstraint(fields=("team", "name"), name="collection_team_name_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=("team", "name_key"), name="collection_team_name_key_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.name_key = self.key_for(self.name)
+        if (fields := kwargs.get("update_fields")) is not None and "name" in fields:
+            kwargs["update_fields"] = {*fields, "name_key"}
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def key_for(name: str) -> str:
+        """What two names must not share within a team: the same letters, whatever their case or form."""
+        return unicodedata.normalize("NFKC", name).casefold()
 
 
 class CollectionItem(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from generations.apiframe import InvalidPayload, TaskState
 from generations.models import Image, Task, WebhookDelivery
 from generations.services import mirroring
+from generations.services.collections import collection_add_task_images
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
                     [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
                     ignore_conflicts=True,
                 )
+                collection_add_task_images(task_id=task.pk)  # the composer's chosen collection, if any
                 transaction.on_commit(lambda: mirroring.task_mirror_enqueue(task_id=task.pk))
         else:
             outcome = WebhookDelivery.Outcome.STALE

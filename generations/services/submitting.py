@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
-from generations.models import Prompt, Task, Team
+from generations.models import Collection, Prompt, Task, Team
 from generations.services import limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
@@ -99,13 +99,18 @@ def task_create_imagine(
     mode: str,
     aspect_ratio: str,
     idempotency_key: uuid.UUID,
+    collection: Collection | None = None,
 ) -> tuple[Task, bool]:
+    """A new prompt's grid; its images join `collection` (one of the team's) when they arrive."""
+    if collection is not None and collection.team_id != team.pk:
+        raise ValueError(f"collection {collection.pk} is not team {team.pk}'s")
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
         team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
         action=Task.Action.IMAGINE,
+        collection=collection,
     )
 
 
@@ -144,6 +149,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
         parent=task.parent,
         parent_index=task.parent_index,
         root_id=task.root_id if task.parent_id else None,
+        collection_id=task.collection_id,  # the same request again: its images go where the first's would have
     )
 
 

@@ -69,7 +69,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
         "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
-        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
+        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}, team=team),
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
         **extra,
     }
@@ -83,12 +83,14 @@ def studio(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def task_create(request: HttpRequest) -> HttpResponse:
-    form = ImagineForm(request.POST)
+    form = ImagineForm(request.POST, team=request.team)
     if not form.is_valid():
         if request.htmx:
             return render(request, "generations/studio.html#composer", {"form": form}, status=422)
         return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
-    text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
+    text, mode, aspect_ratio, collection = (
+        form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio", "collection")
+    )
     try:
         task, _ = submitting.task_create_imagine(
             team=request.team,
@@ -96,6 +98,7 @@ def task_create(request: HttpRequest) -> HttpResponse:
             text=text,
             mode=mode,
             aspect_ratio=aspect_ratio,
+            collection=collection,
             # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
             # still makes a new one.
             idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
@@ -104,8 +107,9 @@ def task_create(request: HttpRequest) -> HttpResponse:
         return _composer_refused(request, form, refused)
     if not request.htmx:
         return redirect("generations:studio")
-    # A fresh key; mode and ratio stay as chosen.
-    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
+    # A fresh key; mode, ratio and collection stay as chosen.
+    initial = {"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio, "collection": collection}
+    fresh = ImagineForm(initial=initial, team=request.team)
     return render_new_card(request, task, {"form": fresh})
 
 
