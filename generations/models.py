@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
@@ -76,6 +77,11 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def for_cards(self) -> TaskQuerySet:
         """With everything a task card shows, in a fixed number of queries."""
         return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+
+    def update_visibly(self, *, at: datetime | None = None, **changes: object) -> int:
+        """An update that a card shows: it also bumps `updated_at`, which the live refresh asks about ("what
+        changed since?"). Every such change goes through here; bookkeeping (last_heard_at) does not."""
+        return self.update(updated_at=at or timezone.now(), **changes)
 
 
 class Task(models.Model):

@@ -128,12 +128,12 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
         # Stamped once the write lock is ours, so that live refresh (which asks "changed since?") sees
         # changes in about the order they commit.
         now = timezone.now()
-        changes.update(updated_at=now, last_heard_at=now)
+        changes["last_heard_at"] = now
         if status in (Task.Status.FINISHED, Task.Status.FAILED):
             changes["finished_at"] = now
         if status in (Task.Status.FINISHED, Task.Status.PROCESSING):
             changes["started_at"] = Coalesce("started_at", now)
-        if Task.objects.filter(moves_forward, pk=task.pk).update(status=status, **changes):
+        if Task.objects.filter(moves_forward, pk=task.pk).update_visibly(at=now, status=status, **changes):
             outcome = WebhookDelivery.Outcome.APPLIED
             task.status = status
             if urls:

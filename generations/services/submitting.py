@@ -175,8 +175,8 @@ def _send_upstream(client: ApiframeClient, task: Task) -> str:
 def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     """Send a queued task to Apiframe once. Called by the `submit_task` job."""
     now = timezone.now()
-    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
-        status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1, updated_at=now
+    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update_visibly(
+        at=now, status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1
     )
     if claimed != 1:
         return  # already sent, timed out, or taken by another worker
@@ -194,8 +194,8 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         delay = max(retry_after or 0, min(2 ** min(task.submit_attempts, 6), 60))
         busy = f"Apiframe is busy ({exc.message or exc.__class__.__name__}); trying again in {delay:.0f} s."
         with transaction.atomic():
-            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-                status=Task.Status.QUEUED, error=busy[:500], updated_at=timezone.now()
+            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+                status=Task.Status.QUEUED, error=busy[:500]
             )
             later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))
             transaction.on_commit(lambda: later.enqueue(task_id))
@@ -207,8 +207,8 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     now = timezone.now()
     # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
     Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now, last_heard_at=now)
-    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-        status=Task.Status.PENDING, error="", updated_at=now
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+        at=now, status=Task.Status.PENDING, error=""
     )
     webhooks_apply_early(apiframe_task_id=upstream_id)
 
@@ -221,6 +221,6 @@ def _submit_failed(task_id: int, exc: ApiframeError) -> None:
     else:
         reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
     now = timezone.now()
-    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-        status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+        at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now
     )
