@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install run sandbox worker test lint format bench clean
+.PHONY: install run dev sandbox worker test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -14,10 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --group dev --editable .
 	touch $@
 
-# Studio + worker + poller + sandbox in one command; Ctrl-C stops them all.
+# Every process of the Procfile (web through gunicorn, workers, poller), plus the sandbox in sandbox mode, in one
+# command; Ctrl-C stops them all. Production differs only by environment variables (README.md, Deploy).
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py runstudio
+
+# The same with Django's development server in place of gunicorn.
+dev: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runstudio --dev
 
 # The sandbox alone (a local Apiframe) on 127.0.0.1:8765.
 sandbox: install
@@ -42,6 +48,14 @@ bench: install
 	$(PY) bench/sandbox_timing.py
 	$(PY) bench/api_calls.py
 	$(PY) bench/live_latency.py
+	$(PY) bench/webhook_ingest.py
+	$(PY) bench/library.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+
+# The property-based suite with many more examples than CI runs (tests/test_fuzz.py: every route's parameters and
+# headers, both forms, the webhook). Prefix DATABASE_URL=postgres://... to run it on PostgreSQL.
+.PHONY: fuzz
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py $(ARGS)

@@ -42,6 +42,9 @@ FINISHED: Final = "finished"
 FAILED: Final = "failed"
 TERMINAL_STATUSES: Final = frozenset({FINISHED, FAILED})
 FETCH_MANY_MAX: Final = 20  # /fetch-many takes 2 to 20 ids per call
+TASK_ID_MAX_LENGTH: Final = 64  # Apiframe's ids are UUIDs (36); anything much longer is not one of them
+# Apiframe's task objects are a few levels deep; a body nested deeper than this is not one of them.
+PAYLOAD_MAX_DEPTH: Final = 32
 
 _ASPECT_RATIO = re.compile(r"^[1-9]\d{0,3}:[1-9]\d{0,3}$")
 # Control characters or surrounding whitespace in a header value make requests raise an error that quotes the
@@ -149,11 +152,15 @@ class TaskState:
             task_id = str(task_id)
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidPayload("task payload has no task_id")
+        task_id = task_id.strip()
+        # Looked up and stored as is: no control characters (PostgreSQL refuses NUL), no spaces, not too long.
+        if len(task_id) > TASK_ID_MAX_LENGTH or not task_id.isprintable() or any(c.isspace() for c in task_id):
+            raise InvalidPayload("task payload has a task_id that cannot be Apiframe's")
         raw_status = data.get("status")
         raw_status = None if raw_status is None else str(raw_status)
         return cls(
-            task_id=task_id.strip(),
-            status=(raw_status or "").strip().lower(),
+            task_id=task_id,
+            status=(raw_status or "").replace("\x00", "").strip().lower(),  # a NUL means nothing in a word
             raw_status=raw_status,
             task_type=_optional_str(data.get("task_type")),
             percentage=_parse_percentage(data.get("percentage")),
@@ -167,11 +174,7 @@ class TaskState:
     @classmethod
     def from_json(cls, body: bytes | str) -> TaskState:
         """Parse a raw webhook body; bad JSON is an InvalidPayload like a missing task_id."""
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidPayload("task payload is not JSON") from None
-        return cls.from_payload(data)
+        return cls.from_payload(json_object(body))
 
     @property
     def is_finished(self) -> bool:
@@ -582,6 +585,50 @@ _NEVER_SENT: Final = (requests.ConnectTimeout, requests.exceptions.SSLError, req
 _NEVER_SENT_REASONS: Final = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 
 
+def json_object(body: bytes | str) -> dict[str, Any]:
+    """A webhook body as a JSON object, strictly: no NaN or Infinity (nor 1e400), nothing absurdly deep.
+
+    Python's json accepts those; no database's JSON column does, so they are refused here, before anything is
+    applied. Every refusal is an InvalidPayload that says why.
+    """
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidPayload("body is nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise InvalidPayload("body is not JSON (NaN and Infinity are not JSON either)") from None
+    if not isinstance(data, dict):
+        raise InvalidPayload("body is not a JSON object")
+    if _deeper_than(data, PAYLOAD_MAX_DEPTH):
+        raise InvalidPayload("body is nested too deeply")
+    return data
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 reads as infinity
+        raise ValueError(f"{text[:20]} is out of range")
+    return number
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _require_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, not {value!r}")
@@ -623,7 +670,7 @@ def _parse_number(value: object) -> float | None:
         value = value.strip().rstrip("%").strip()
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
         return None
     return number if math.isfinite(number) else None
 

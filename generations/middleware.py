@@ -10,6 +10,7 @@ from django.shortcuts import resolve_url
 from django.utils.functional import SimpleLazyObject
 from django_htmx.http import HttpResponseClientRedirect
 
+from generations import params
 from generations.models import Team
 from generations.services import teams
 
@@ -23,7 +24,7 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
         if not htmx:
             return super().handle_no_permission(request, view_func)
         # After logging in, back to the page the user was on, not to the fragment it was asking for.
-        page = htmx.current_url_abs_path or "/"
+        page = params.current_path(request) or "/"
         return HttpResponseClientRedirect(f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': page})}")
 
 

@@ -7,6 +7,7 @@ Production: DJANGO_DEBUG=false plus the variables README.md lists; `manage.py ch
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,20 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+
+# --- Production: required variables -------------------------------------------------------------------------
+# With DEBUG off these have no safe default. A missing (or empty) one stops every process (manage.py, gunicorn,
+# runstudio) before it starts, with one line naming them all, not a traceback.
+PRODUCTION_REQUIRED_VARIABLES = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "APIFRAME_BASE_URL",
+    "APIFRAME_FETCH_URL",
+    "APIFRAME_API_KEY",
+    "APIFRAME_WEBHOOK_SECRET",
+)
+if not DEBUG and (_missing := [name for name in PRODUCTION_REQUIRED_VARIABLES if not env.str(name, "").strip()]):
+    sys.exit(f"mjstudio will not start: DJANGO_DEBUG is false and {', '.join(_missing)} not set (README.md, Deploy).")
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -89,9 +104,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, for tests: the live server, the sandbox's webhooks and the test each get a connection.
     # One per process, so that two test runs on one machine never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"mjstudio-test-{os.getpid()}.sqlite3")}
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections outlive a request (each gunicorn thread keeps its own): no reconnect, no PRAGMAs, per request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Background work: django.tasks on the database queue (`manage.py db_worker`) by default;
@@ -127,7 +142,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `make run` with DEBUG off collects here (whitenoise serves it; hashed names are cached for a year, immutable).
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 # Media is never served as public files: image views check the team first.
@@ -242,6 +258,8 @@ X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # A load balancer's or runstudio's health probe may come over plain http on the private side.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

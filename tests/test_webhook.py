@@ -270,3 +270,152 @@ def test_moderately_nested_json_with_the_secret_is_refused_not_crashed_on(post, 
     assert post(json.dumps(body).encode()).status_code == 400
     task.refresh_from_db()
     assert task.status == "pending"
+
+
+# --- No body causes a 500, and nothing is half-applied ---------------------------------------------------------
+
+
+def _body(**fields) -> bytes:
+    return json.dumps({"task_id": UPSTREAM_ID, **fields}).encode()
+
+
+def test_an_image_url_that_does_not_parse_is_left_out(post, payload, task):
+    body = json.loads(payload("finished_grid.json"))
+    body["image_urls"][0] = "http://[x/a.png"  # urlsplit raises ValueError on it
+    body["image_urls"][2] = "https://cdn.apiframe.pro:port/a.png"
+    response = post(json.dumps(body).encode())
+    assert response.status_code == 200
+    task.refresh_from_db()
+    assert task.status == "finished"
+    assert list(task.images.order_by("index").values_list("index", flat=True)) == [2, 4]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize("where", ["percentage", "extra"])
+def test_nan_or_infinity_is_refused_before_anything_is_applied(post, task, number, where):
+    fields = '"percentage": 40' if where == "extra" else f'"percentage": {number}'
+    extra = f', "score": {number}' if where == "extra" else ""
+    body = f'{{"task_id": "{UPSTREAM_ID}", "status": "processing", {fields}{extra}}}'.encode()
+    response = post(body)
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["error"]
+    task.refresh_from_db()
+    assert (task.status, task.percentage) == ("pending", 0)
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.parametrize("task_id", [UPSTREAM_ID + "\u0000", "a\u0000b", UPSTREAM_ID + "\ud800", "x" * 65, "a b"])
+def test_a_task_id_that_cannot_be_apiframes_is_refused_and_logged(post, task, task_id):
+    response = post(json.dumps({"task_id": task_id, "status": "failed", "error": "boom"}).encode())
+    assert response.status_code == 400
+    task.refresh_from_db()
+    assert task.status == "pending"
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.outcome == "invalid"
+    assert "\x00" not in delivery.apiframe_task_id and len(delivery.apiframe_task_id) <= 64
+
+
+def test_nul_characters_in_text_are_dropped_before_they_reach_the_database(post, task):
+    body = _body(status="failed\u0000", error="Banned\u0000 prompt", note={"a\u0000": ["b\u0000c"]})
+    response = post(body)
+    assert response.status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.error, task.upstream_status) == ("failed", "Banned prompt", "failed")
+    assert task.result["note"] == {"a": ["bc"]}
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.outcome, delivery.reported_status) == ("applied", "failed")
+    assert "\\u0000" not in json.dumps(delivery.body) and "\x00" not in json.dumps(delivery.body)
+
+
+def test_a_lone_surrogate_in_text_is_replaced_not_crashed_on(post, task):
+    assert post(_body(status="failed", error="bad \ud800 prompt")).status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.error) == ("failed", "bad ? prompt")
+
+
+@pytest.mark.parametrize("percentage", ["9" * 400, 10**400, -(10**400), "1e999", ["40"], {"v": 40}, "²", True])
+def test_a_percentage_of_any_shape_is_read_or_ignored(post, task, percentage):
+    body = f'{{"task_id": "{UPSTREAM_ID}", "status": "processing", "percentage": {json.dumps(percentage)}}}'
+    assert post(body.encode()).status_code == 200
+    task.refresh_from_db()
+    assert task.status == "processing" and 0 <= task.percentage <= 99
+
+
+@pytest.mark.parametrize("error_class", ["DataError", "IntegrityError"])
+def test_a_log_line_that_fails_takes_the_update_back_with_it(post, payload, task, monkeypatch, error_class):
+    from django import db
+
+    from generations.services import applying
+
+    def refuse(**kwargs):
+        raise getattr(db, error_class)("value refused by the database")
+
+    monkeypatch.setattr(applying, "webhook_record", refuse)
+    response = post(payload("processing.json"))
+    assert response.status_code == 422
+    assert response.json() == {"error": "this delivery could not be stored; nothing was applied"}
+    task.refresh_from_db()
+    assert (task.status, task.percentage, task.upstream_status, task.last_heard_at) == ("pending", 0, "", None)
+
+
+def test_a_busy_database_asks_apiframe_to_deliver_again_later(post, payload, task, monkeypatch):
+    from django.db import OperationalError
+
+    from generations.services import applying
+
+    def locked(**kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(applying, "webhook_record", locked)
+    response = post(payload("processing.json"))
+    assert response.status_code == 503 and response["Retry-After"] == "30"
+    task.refresh_from_db()
+    assert task.status == "pending"
+    monkeypatch.undo()
+    assert post(payload("processing.json")).status_code == 200  # the retry lands
+    task.refresh_from_db()
+    assert task.status == "processing"
+
+
+def test_no_value_holding_the_secret_is_logged_whatever_its_key(post, task):
+    body = _body(
+        status="failed",
+        error="echo whsec_test",
+        meta={"token": "whsec_test", "list": ["x whsec_tes\u0000t y"], "whsec_test": 1},
+        echo="whsec_test",
+    )
+    assert post(body).status_code == 200
+    stored = json.dumps(WebhookDelivery.objects.get().body)
+    assert "whsec_test" not in stored and "[redacted]" in stored
+    task.refresh_from_db()
+    assert "whsec_test" not in task.error + json.dumps(task.result)
+
+
+def test_a_secret_that_is_a_number_is_not_logged_either(post, task, settings):
+    settings.APIFRAME_WEBHOOK_SECRET = "918273645"
+    body = _body(status="processing", percentage=5, pin=918273645)
+    assert post(body, secret="918273645").status_code == 200
+    assert "918273645" not in json.dumps(WebhookDelivery.objects.get().body)
+
+
+def test_the_webhook_views_locals_stay_out_of_error_reports(rf, task, settings, monkeypatch):
+    from django.views.debug import ExceptionReporter
+
+    from generations.services import applying
+    from generations.views import system
+
+    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
+
+    def crash(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(applying, "webhook_receive", crash)
+    body = _body(status="processing", note="private-note")
+    request = rf.post(URL, data=body, content_type="application/json", headers={"x-webhook-secret": "whsec_test"})
+    with pytest.raises(RuntimeError) as crashed:
+        system.apiframe_webhook(request)
+    report = ExceptionReporter(request, crashed.type, crashed.value, crashed.tb)
+    frames = [f for f in report.get_traceback_frames() if f["function"] == "apiframe_webhook"]
+    assert frames, "the view's own frame is in the report"
+    shown = repr(report.filter.get_traceback_frame_variables(request, frames[0]["tb"].tb_frame))
+    assert "whsec_test" not in shown and "private-note" not in shown

@@ -8,19 +8,22 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from generations import params
 from generations.models import Membership
 from generations.services import limits, teams
 
 
 @require_POST
 def team_switch(request: HttpRequest) -> HttpResponse:
-    team_id = request.POST.get("team", "")
-    membership = get_object_or_404(Membership, team_id=int(team_id) if team_id.isdigit() else 0, user=request.user)
+    team_id = params.positive_int(request.POST.get("team"))
+    if team_id is None:
+        raise Http404("No such team.")
+    membership = get_object_or_404(Membership, team_id=team_id, user=request.user)
     request.session["team_id"] = membership.team_id
     return redirect("generations:studio")
 

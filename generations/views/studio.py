@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Task, Team
 from generations.services import limits, submitting
@@ -33,8 +32,8 @@ def _mine_only(request: HttpRequest) -> bool:
     """The "mine only" toggle, from this URL or, for an htmx request, from the page that sent it."""
     if "mine" in request.GET:
         return request.GET["mine"] == "1"
-    current = request.htmx.current_url if request.htmx else None
-    return bool(current) and "mine=1" in urlsplit(current).query.split("&")
+    current = params.current_url(request)
+    return current is not None and "mine=1" in current.query.split("&")
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
@@ -44,16 +43,20 @@ def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
 
 
-def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
-    busy = (
+def team_is_busy(team: Team) -> bool:
+    """Anything of the team in flight, or an image still being saved: then the page asks for news often."""
+    return (
         Task.objects.for_team(team).in_flight().exists()
         or Image.objects.filter(
             task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
         ).exists()
     )
+
+
+def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
     return {
         "pulse_cursor": cursor.isoformat(),
-        "pulse_seconds": PULSE_BUSY_SECONDS if busy else PULSE_IDLE_SECONDS,
+        "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
         "mine_only": mine_only,
     }
 
@@ -66,7 +69,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
         "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
-        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
+        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}, team=team),
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
         **extra,
     }
@@ -80,12 +83,14 @@ def studio(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def task_create(request: HttpRequest) -> HttpResponse:
-    form = ImagineForm(request.POST)
+    form = ImagineForm(request.POST, team=request.team)
     if not form.is_valid():
         if request.htmx:
             return render(request, "generations/studio.html#composer", {"form": form}, status=422)
         return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
-    text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
+    text, mode, aspect_ratio, collection = (
+        form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio", "collection")
+    )
     try:
         task, _ = submitting.task_create_imagine(
             team=request.team,
@@ -93,6 +98,7 @@ def task_create(request: HttpRequest) -> HttpResponse:
             text=text,
             mode=mode,
             aspect_ratio=aspect_ratio,
+            collection=collection,
             # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
             # still makes a new one.
             idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
@@ -101,8 +107,9 @@ def task_create(request: HttpRequest) -> HttpResponse:
         return _composer_refused(request, form, refused)
     if not request.htmx:
         return redirect("generations:studio")
-    # A fresh key; mode and ratio stay as chosen.
-    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
+    # A fresh key; mode, ratio and collection stay as chosen.
+    initial = {"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio, "collection": collection}
+    fresh = ImagineForm(initial=initial, team=request.team)
     return render_new_card(request, task, {"form": fresh})
 
 
@@ -135,18 +142,14 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     team = request.team
     mine_only = _mine_only(request)
     now = timezone.now()
-    try:
-        since = parse_datetime(request.GET.get("since", "")) or now
-        looked_back = since - PULSE_LOOKBACK
-    except (ValueError, OverflowError):  # a mangled cursor: start from now
-        since, looked_back = now, now - PULSE_LOOKBACK
-    after = request.GET.get("after", "")
+    since = params.aware_datetime(request.GET.get("since")) or now  # a mangled cursor: start from now
+    after = params.positive_int(request.GET.get("after"))
     changed = Task.objects.for_team(team)
-    if after.isdigit():
+    if after is not None:
         # Draining a burst: exactly after the last card sent, (updated_at, pk) breaking ties.
-        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
+        changed = changed.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=after))
     else:
-        changed = changed.filter(updated_at__gt=looked_back)
+        changed = changed.filter(updated_at__gt=since - PULSE_LOOKBACK)
     if mine_only:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():

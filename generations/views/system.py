@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import json
+import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import DatabaseError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from generations.apiframe import InvalidPayload, TaskState
-from generations.models import WebhookDelivery
+from generations import apiframe
+from generations.apiframe import InvalidPayload
 from generations.services import applying, limits
+
+logger = logging.getLogger(__name__)
+
+# How long Apiframe should wait before delivering again when our database is busy or down.
+WEBHOOK_RETRY_AFTER_SECONDS = 30
 
 
 @csrf_exempt
 @login_not_required
 @require_POST
+@sensitive_variables()  # the secret and the body: kept out of error reports (right above the function, or it misses)
 def apiframe_webhook(request: HttpRequest) -> HttpResponse:
     """Apiframe's status updates and results. Only the shared secret proves who sent them."""
     provided = request.headers.get("x-webhook-secret", "")
@@ -34,23 +41,24 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
     if len(body) > limit:
         return JsonResponse({"error": "body too large"}, status=413)
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        return JsonResponse({"error": "body is not JSON"}, status=400)
-    if not isinstance(payload, dict):
-        return JsonResponse({"error": "body is not a JSON object"}, status=400)
-    try:
-        state = TaskState.from_payload(payload)
-        outcome, task = applying.task_apply_state(state=state)
-        delivery = applying.webhook_record(body=payload, state=state, outcome=outcome, task=task)
+        payload = apiframe.json_object(body)  # not JSON, NaN, too deep: refused before anything is stored
     except InvalidPayload as exc:
-        applying.webhook_record(body=payload, state=None, outcome=WebhookDelivery.Outcome.INVALID, task=None)
         return JsonResponse({"error": str(exc)}, status=400)
-    except RecursionError:
-        return JsonResponse({"error": "body nested too deeply"}, status=400)
-    if outcome == WebhookDelivery.Outcome.UNKNOWN_TASK:
-        # The submit may have stored this task's id between our lookup and our log line: look once more.
-        applying.webhook_apply_again(delivery=delivery)
+    try:
+        outcome, _ = applying.webhook_receive(body=payload)
+    except InvalidPayload as exc:  # logged as invalid; sending it again would not make it valid
+        return JsonResponse({"error": str(exc)}, status=400)
+    except OperationalError:
+        # Ours and passing (a locked or unreachable database): nothing was applied, so ask for it again.
+        logger.exception("webhook delivery not applied: the database is unavailable")
+        response = JsonResponse({"error": "try again later"}, status=503)
+        response["Retry-After"] = str(WEBHOOK_RETRY_AFTER_SECONDS)
+        return response
+    except DatabaseError:
+        # A value the database refused that the parser let through: nothing was applied (one transaction), and
+        # the same body would be refused again, so the sender hears a 4xx; we hear an error in the log.
+        logger.exception("webhook delivery refused by the database; nothing was applied")
+        return JsonResponse({"error": "this delivery could not be stored; nothing was applied"}, status=422)
     # Unknown tasks get a 2xx too: the sender should stop retrying something we will never recognise.
     return JsonResponse({"ok": True, "outcome": str(outcome)})
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from itertools import islice
 
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
 from generations.services import limits, submitting
@@ -36,6 +40,21 @@ def _refused(
     if retry_after is not None:  # over a limit: when to try again, for machines
         response["Retry-After"] = str(retry_after)
     return response
+
+
+@require_GET
+@never_cache  # its form carries an idempotency key: a page restored by Back must not reuse it
+def task_image_actions(request: HttpRequest, pk: int) -> HttpResponse:
+    """One image's action menu on a page of its own: where an image's Actions button leads without JS
+    (with JS, the studio fills in its one menu instead)."""
+    task = _get_task_for_user(request, pk)
+    index = request.GET.get("index", "")
+    image = next((i for i in task.images.all() if str(i.index) == index), None)
+    if image is None or not task.images_ready:
+        raise Http404("This task has no such image ready to act on.")
+    kind = actions.GRID if task.is_grid else actions.UPSCALE
+    context = {"task": task, "image": image, "kind": kind, "team": task.team}
+    return render(request, "generations/image_actions.html", context)
 
 
 @require_POST
@@ -88,29 +107,82 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
 
 
-def _depth_first(tasks: list[Task]) -> list[tuple[Task, int]]:
-    """A lineage as (task, depth) pairs: each task followed by everything made from it, oldest first."""
-    children: dict[int | None, list[Task]] = {}
-    for node in tasks:
-        children.setdefault(node.parent_id, []).append(node)
-    ordered: list[tuple[Task, int]] = []
+# A task page lists at most this many lines of its lineage. A bigger family shows the way down from the root to
+# this task (its first step and the last ones, when it is long) and what was made from this task, then "+N more".
+LINEAGE_MAX_LINES = 100
+LINEAGE_MAX_PATH = 10
+LINEAGE_MAX_INDENT = 5
 
-    def visit(node: Task, depth: int) -> None:
-        ordered.append((node, min(depth, 5)))
-        for child in children.get(node.pk, []):
-            visit(child, depth + 1)
 
-    for root in children.get(None, []):
-        visit(root, 0)
-    return ordered
+def _depth_first(children: dict[int | None, list[int]], start: int, depth: int) -> Iterator[tuple[int, int]]:
+    """(pk, depth) of `start` and everything made from it, each followed by its own, oldest first. Iterative:
+    a lineage a thousand deep is as easy as a short one."""
+    stack = [(start, depth)]
+    seen: set[int] = set()
+    while stack:
+        pk, depth = stack.pop()
+        if pk in seen:  # only a corrupt parent link could loop; never walk it twice
+            continue
+        seen.add(pk)
+        yield pk, depth
+        stack.extend((child, depth + 1) for child in reversed(children.get(pk, ())))
+
+
+def _way_down(parents: dict[int, int | None], pk: int) -> list[int]:
+    """The pks from the root to `pk`, both included."""
+    path, seen = [pk], {pk}
+    while (parent := parents.get(path[-1])) in parents and parent not in seen:  # stops at the root (None)
+        path.append(parent)
+        seen.add(parent)
+    return path[::-1]
+
+
+def _lineage_lines(task: Task) -> list[dict]:
+    """The lines of a task page's lineage, in two queries whatever the family's size: a task line is
+    {"node", "depth"}, a line for what is left out {"more", "depth", "on_the_way"}."""
+    family = list(
+        Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
+        .order_by("created_at", "pk")
+        .values_list("pk", "parent_id")
+    )
+    parents = dict(family)
+    children: dict[int | None, list[int]] = {}
+    for pk, parent_id in family:
+        children.setdefault(parent_id if parent_id in parents else None, []).append(pk)
+    lines: list[dict] = []
+    if len(family) <= LINEAGE_MAX_LINES:
+        for root in children.get(None, []):
+            lines += ({"pk": pk, "depth": depth} for pk, depth in _depth_first(children, root, 0))
+    else:
+        above = _way_down(parents, task.pk)[:-1]
+        if len(above) > LINEAGE_MAX_PATH:
+            skipped = len(above) - LINEAGE_MAX_PATH
+            lines.append({"pk": above[0], "depth": 0})
+            lines.append({"more": skipped, "depth": 1, "on_the_way": True})
+            lines += ({"pk": pk, "depth": depth} for depth, pk in enumerate(above) if depth > skipped)
+        else:
+            lines += ({"pk": pk, "depth": depth} for depth, pk in enumerate(above))
+        below = _depth_first(children, task.pk, len(above))
+        lines += ({"pk": pk, "depth": depth} for pk, depth in islice(below, LINEAGE_MAX_LINES - len(lines)))
+        shown = sum(1 for line in lines if "pk" in line)
+        if shown < len(family):
+            lines.append({"more": len(family) - shown, "depth": 0, "on_the_way": False})
+    nodes = (
+        Task.objects.filter(team_id=task.team_id)
+        .select_related("created_by")
+        .in_bulk([line["pk"] for line in lines if "pk" in line])
+    )
+    for line in lines:
+        line["depth"] = min(line["depth"], LINEAGE_MAX_INDENT)
+        if "pk" in line:
+            line["node"] = nodes[line.pop("pk")]
+    return lines
 
 
 @require_GET
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
-    tree = Task.objects.for_team(task.team).filter(root_id=task.root_id).select_related("created_by")
-    tree = tree.order_by("created_at")
-    context = {"task": task, "lineage": _depth_first(list(tree)), "team": task.team}
+    context = {"task": task, "lineage": _lineage_lines(task), "team": task.team}
     return render(request, "generations/task_detail.html", context)
 
 

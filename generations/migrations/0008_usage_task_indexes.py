@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0005_library_favourites_collections'),
+        ('generations', '0007_collections_name_key'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
