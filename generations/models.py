@@ -165,6 +165,15 @@ class Task(models.Model):
             # and pulse: four probes), however many tasks the team has finished. Not a partial index:
             # SQLite cannot match one against a bound `status IN (?, ...)`.
             models.Index(fields=("team", "status", "deadline"), name="task_team_status"),
+            # The usage page (services/usage.py): a team's tasks of the last 30 days grouped by day, member and
+            # action, and by lineage, read from the index alone (no table row per task).
+            models.Index(
+                fields=("team", "created_at", "created_by", "action", "status", "credits", "root"),
+                name="task_team_usage",
+            ),
+            # The usage page's lineages active in the last day or two, summed over the month: from the index alone,
+            # a few rows per lineage, whatever the planner knows of the table.
+            models.Index(fields=("root", "team", "created_at", "credits"), name="task_root_usage"),
             # The poller (services/polling.py): quiet tasks in flight, by status and when we last heard of them;
             # and the deadline sweep: tasks in flight past their deadline. Plain, not partial, indexes: SQLite
             # cannot match a partial index's `status IN (...)` against a bound `status IN (?, ...)`.

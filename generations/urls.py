@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, studio, system, tasks
+from generations.views import accounts, collections, studio, system, tasks, usage
 
 app_name = "generations"
 
@@ -22,6 +22,7 @@ urlpatterns = [
     path("images/<int:pk>/collections/", collections.image_collections, name="image_collections"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
+    path("usage/", usage.usage, name="usage"),
     path("webhooks/apiframe/", system.apiframe_webhook, name="apiframe_webhook"),
     path("health/", system.health, name="health"),
 ]
