@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/live_latency.py
 	$(PY) bench/webhook_ingest.py
 	$(PY) bench/library.py
+	$(PY) bench/usage_page.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm
