@@ -31,11 +31,14 @@ def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (24, 16)) ->
     return out.getvalue()
 
 
-def add_images(task: Task, count: int = 4, *, size: tuple[int, int] = (24, 16)) -> list[Image]:
-    """Saved images with real PNG files and WebP thumbnails, as mirroring leaves them."""
+def add_images(
+    task: Task, count: int = 4, *, size: tuple[int, int] = (24, 16), pngs: list[bytes] | None = None
+) -> list[Image]:
+    """Saved images with real PNG files and WebP thumbnails, as mirroring leaves them (plain colours, or `pngs`)."""
     images = []
-    for index in range(1, count + 1):
-        data = png_bytes((task.pk * 40 % 256, index * 50, 90), size)
+    pngs = pngs or [png_bytes((task.pk * 40 % 256, index * 50, 90), size) for index in range(1, count + 1)]
+    for index, data in enumerate(pngs, start=1):
+        size = PILImage.open(io.BytesIO(data)).size
         image = Image(task=task, index=index, source_url=f"https://cdn.apiframe.pro/{task.pk}-{index}.png")
         image.file.save(f"{task.pk}-{index}.png", ContentFile(data), save=False)
         thumb = io.BytesIO()
@@ -337,7 +340,8 @@ def test_the_task_page_picks_images_to_compare_in_a_get_form(alice_client, famil
     for image in family["vary"].images.all():
         assert f'name="images" value="{image.pk}" form="compare-form"' in body
     root_first = family["root"].images.get(index=1)
-    assert f'value="{root_first.pk}" form="compare-form" aria-label="Compare image 1 of task' in body  # a node
+    node = f'value="{root_first.pk}" form="compare-form" aria-label="Compare image 1 of #{family["root"].pk} Imagine"'
+    assert node in body  # a node of the tree
 
 
 # --- Provenance bundles -----------------------------------------------------------------------------------------
