@@ -441,7 +441,7 @@ def test_an_image_whose_file_is_gone_is_left_out_and_said_so(alice_client, famil
 def test_the_bundle_reads_each_file_in_chunks(family, monkeypatch):
     monkeypatch.setattr(provenance, "CHUNK_SIZE", 40)
     image = family["upscale"].images.get()
-    chunks = list(provenance._file_chunks(image, set()))
+    chunks = list(provenance._file_chunks(image.file.name, image.pk, set()))
     assert len(chunks) > 1 and all(len(chunk) <= 40 for chunk in chunks)
     assert hashlib.sha256(b"".join(chunks)).hexdigest() == image.content_hash
 
