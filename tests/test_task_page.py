@@ -438,6 +438,22 @@ def test_an_image_whose_file_is_gone_is_left_out_and_said_so(alice_client, famil
     assert "stored file" in caplog.text
 
 
+def test_a_very_deep_lineage_exports_with_its_page_nested_at_most_100_deep(alice_client, chain):
+    tasks = chain(150)
+    Image.objects.update(file="")  # rows only: the page and the metadata are what is checked here
+    bundle = _zip(alice_client.get(f"/tasks/{tasks[-1].pk}/export/"))
+    html = bundle.read("index.html").decode()
+    tree = read_tree(html)  # properly nested, every list closed
+    assert tree.order == [t.pk for t in tasks]
+    depth = {}
+    for pk, parent in tree.parent_of.items():
+        depth[pk] = 0 if parent is None else depth[parent] + 1
+    assert max(depth.values()) == provenance.BUNDLE_MAX_DEPTH
+    for task in tasks[1:]:  # deeper nodes still name their parent
+        assert f'data-task="{task.pk}" data-parent="{task.parent_id}"' in html
+    assert len(json.loads(bundle.read("metadata.json"))["tasks"]) == 150
+
+
 def test_the_bundle_reads_each_file_in_chunks(family, monkeypatch):
     monkeypatch.setattr(provenance, "CHUNK_SIZE", 40)
     image = family["upscale"].images.get()
