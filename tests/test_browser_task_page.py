@@ -176,3 +176,13 @@ def test_walk_the_tree_compare_and_export(page: Page, live_server, lineage, arti
     finally:
         offline.close()
     assert errors == []
+
+
+def test_a_long_chain_stays_readable_and_opens_at_the_current_task(page: Page, live_server, make_task):
+    task = make_task(status="finished")
+    for _ in range(60):
+        task = make_task(status="finished", action="vary", option="subtle", parent=task, parent_index=1)
+    log_in(page, live_server.url, f"/tasks/{task.pk}/")
+    current = page.locator(".node--current")
+    expect(current).to_be_in_viewport()  # the panel scrolled to it
+    assert current.bounding_box()["width"] > 200  # indentation stops: the 61st node is as wide as the 5th

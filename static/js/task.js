@@ -33,3 +33,11 @@ for (const frame of frames) {
     }
   }, { passive: true });
 }
+
+// Task page: in a family too tall for its panel, the panel opens scrolled to the current task.
+const current = document.querySelector(".lineage .node--current");
+const lineage = current?.closest(".lineage");
+if (current && lineage && lineage.scrollHeight > lineage.clientHeight) {
+  const offset = current.getBoundingClientRect().top - lineage.getBoundingClientRect().top;
+  if (offset > lineage.clientHeight - 80) lineage.scrollTop += offset - lineage.clientHeight / 3;
+}
