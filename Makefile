@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/api_calls.py
 	$(PY) bench/live_latency.py
 	$(PY) bench/webhook_ingest.py
+	$(PY) bench/library.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -3,28 +3,21 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django import forms
+from django.utils.text import Truncator
 
-from generations.models import Prompt, Task
+from generations import actions
+from generations.models import Collection, Prompt, Task, Team
+from generations.services.collections import collection_name_clean
 
-# The value of every action button on a grid image, "action:option" (the menu in studio.html#image-actions).
-GRID_IMAGE_ACTIONS = frozenset(
-    {
-        "vary:strong",
-        "vary:subtle",
-        "upscale:subtle",
-        "upscale:creative",
-        "pan:left",
-        "pan:right",
-        "pan:up",
-        "pan:down",
-        "zoom:1.5",
-        "zoom:2",
-        "zoom:custom",
-        "zoom:1",
-    }
-)
-# An upscaled image can only be varied again.
-UPSCALE_IMAGE_ACTIONS = frozenset(a for a in GRID_IMAGE_ACTIONS if a.startswith("vary:"))
+# The `action` values an image's buttons may send, "action:option", from the one table in actions.py.
+GRID_IMAGE_ACTIONS = actions.values_valid_on(actions.GRID)
+UPSCALE_IMAGE_ACTIONS = actions.values_valid_on(actions.UPSCALE)
+
+
+class CollectionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Collection) -> str:
+        # Beside "1:1" and Imagine, a bare name would not say what it is for; kept short for a phone's width.
+        return f"Into “{Truncator(obj.name).chars(24)}”"
 
 
 class ImagineForm(forms.Form):
@@ -40,6 +33,32 @@ class ImagineForm(forms.Form):
     mode = forms.ChoiceField(choices=Prompt.Mode, initial=Prompt.Mode.FAST)
     aspect_ratio = forms.ChoiceField(choices=[(r, r) for r in Prompt.ASPECT_RATIOS], initial="1:1")
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+    # Where the new task's images go when they arrive; only the team's own collections are offered or accepted.
+    collection = CollectionChoiceField(
+        queryset=Collection.objects.none(),
+        required=False,
+        empty_label="No collection",
+        widget=forms.Select(attrs={"id": "id_collection"}),
+        error_messages={"invalid_choice": "Choose one of your team's collections (that one may have been deleted)."},
+    )
+
+    def __init__(self, *args: object, team: Team | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if team is not None:
+            self.fields["collection"].queryset = Collection.objects.filter(team=team).order_by("name_key")
+
+
+class CollectionForm(forms.Form):
+    """A collection's name, for creating or renaming one: the rules are collection_name_clean's."""
+
+    name = forms.CharField(error_messages={"required": "Give the collection a name."})
+
+    def __init__(self, *args: object, team: Team, collection: Collection | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.team, self.collection = team, collection
+
+    def clean_name(self) -> str:
+        return collection_name_clean(team=self.team, name=self.cleaned_data["name"], collection=self.collection)
 
 
 class ActionForm(forms.Form):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import unicodedata
+from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
@@ -7,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+
+from generations import actions
 
 
 class Team(models.Model):
@@ -73,6 +77,11 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def for_cards(self) -> TaskQuerySet:
         """With everything a task card shows, in a fixed number of queries."""
         return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+
+    def update_visibly(self, *, at: datetime | None = None, **changes: object) -> int:
+        """An update that a card shows: it also bumps `updated_at`, which the live refresh asks about ("what
+        changed since?"). Every such change goes through here; bookkeeping (last_heard_at) does not."""
+        return self.update(updated_at=at or timezone.now(), **changes)
 
 
 class Task(models.Model):
@@ -152,15 +161,15 @@ class Task(models.Model):
             # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
             models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
             # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
-            # alone) and the studio's busy check, however many tasks the team has finished. Not a partial index:
+            # alone) and the studio's "anything of this team in flight?" (views.studio.team_is_busy, on every page
+            # and pulse: four probes), however many tasks the team has finished. Not a partial index:
             # SQLite cannot match one against a bound `status IN (?, ...)`.
             models.Index(fields=("team", "status", "deadline"), name="task_team_status"),
-            # The poller and the deadline sweep: tasks still in flight.
-            models.Index(
-                fields=("status", "last_heard_at"),
-                name="task_in_flight",
-                condition=Q(status__in=("queued", "submitting", "pending", "processing")),
-            ),
+            # The poller (services/polling.py): quiet tasks in flight, by status and when we last heard of them;
+            # and the deadline sweep: tasks in flight past their deadline. Plain, not partial, indexes: SQLite
+            # cannot match a partial index's `status IN (...)` against a bound `status IN (?, ...)`.
+            models.Index(fields=("status", "last_heard_at"), name="task_status_heard"),
+            models.Index(fields=("status", "deadline"), name="task_status_deadline"),
         ]
         constraints = [
             # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
@@ -208,22 +217,7 @@ class Task(models.Model):
 
     def describe(self) -> str:
         """What this task did, in the words of its lineage line: "Pan right of image 3"."""
-        match self.action:
-            case self.Action.IMAGINE:
-                return "Imagine"
-            case self.Action.REROLL:
-                return "Reroll"
-            case self.Action.VARY:
-                return f"Vary ({self.option}) of image {self.parent_index}"
-            case self.Action.UPSCALE:
-                return f"Upscale ({self.option}) of image {self.parent_index}"
-            case self.Action.PAN:
-                return f"Pan {self.option} of image {self.parent_index}"
-            case self.Action.ZOOM if self.option == "1":
-                return f"Make square of image {self.parent_index}"
-            case self.Action.ZOOM:
-                return f"Zoom out {self.option}× of image {self.parent_index}"
-        return self.get_action_display()
+        return actions.describe(self.action, self.option, self.parent_index) or self.get_action_display()
 
 
 class Image(models.Model):
@@ -256,6 +250,11 @@ class Image(models.Model):
         indexes = [
             # The mirror sweep: images still waiting for their file.
             models.Index(fields=("mirrored_at",), name="image_not_mirrored", condition=Q(mirrored_at=None)),
+            # The studio's "an image of this team still being saved?" (views.studio.team_is_busy): the images
+            # whose mirror still tries (attempts < 8), never the ones that gave up, which pile up over the years.
+            models.Index(
+                fields=("mirrored_at", "mirror_attempts"), name="image_mirror_pending", condition=Q(mirrored_at=None)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -291,6 +290,9 @@ class Collection(models.Model):
 
     team = models.ForeignKey(Team, models.CASCADE, related_name="collections")
     name = models.CharField(max_length=MAX_NAME_LENGTH)
+    # The name case-folded ("Moodboard" = "MOODBOARD", "Straße" = "STRASSE"): unique per team in any database
+    # (SQLite's lower() knows ASCII only). Set by save(); folding may lengthen a name, hence the room.
+    name_key = models.CharField(max_length=MAX_NAME_LENGTH * 3, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="collections")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -298,10 +300,23 @@ class Collection(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = [models.UniqueConstraint(fields=("team", "name"), name="collection_team_name_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=("team", "name_key"), name="collection_team_name_key_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.name_key = self.key_for(self.name)
+        if (fields := kwargs.get("update_fields")) is not None and "name" in fields:
+            kwargs["update_fields"] = {*fields, "name_key"}
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def key_for(name: str) -> str:
+        """What two names must not share within a team: the same letters, whatever their case or form."""
+        return unicodedata.normalize("NFKC", name).casefold()
 
 
 class CollectionItem(models.Model):

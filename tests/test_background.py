@@ -566,3 +566,25 @@ def test_the_database_refuses_a_second_task_for_one_key_even_without_a_parent(al
         team=team, user=alice, text="a kite", mode="fast", aspect_ratio="1:1", idempotency_key=key
     )
     assert (again, created) == (task, False)
+
+
+def test_a_finished_tasks_first_mirror_job_is_noted_so_the_sweep_adds_none(
+    make_task, db_queue, django_capture_on_commit_callbacks
+):
+    from generations.apiframe import TaskState
+    from generations.services import applying
+
+    task = make_task(status="processing", upstream_id="first-job")
+    state = TaskState.from_payload(
+        {
+            "task_id": "first-job",
+            "status": "finished",
+            "image_urls": [f"https://cdn.apiframe.pro/{i}.png" for i in "1234"],
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        applying.task_apply_state(state=state)
+    (job,) = DBTaskResult.objects.all()
+    assert set(task.images.values_list("mirror_job_id", flat=True)) == {str(job.id)}
+    Task.objects.filter(pk=task.pk).update(finished_at=timezone.now() - timedelta(minutes=5))  # the worker is down
+    assert polling.images_requeue_unmirrored(now=timezone.now() + timedelta(minutes=10)) == 0

@@ -71,9 +71,14 @@ def image_sizes(card) -> list[tuple[int, int]]:
     return card.locator(".shot__link img").evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
 
 
+def image_menu(page: Page):
+    """The page's one action menu, filled in for whichever image's Actions button opened it."""
+    return page.locator("#image-menu")
+
+
 def act(page: Page, card, *, image: int, button: str) -> None:
     card.get_by_label(f"Actions for image {image}").click()
-    card.get_by_role("button", name=f"{button}, image {image}").click()
+    image_menu(page).get_by_role("button", name=f"{button}, image {image}").click()
 
 
 @pytest.mark.sandbox(task_seconds=0.6)
@@ -104,7 +109,10 @@ def test_prompt_to_grid_then_pan_upscale_and_vary(page: Page, studio, artifacts,
     expect(upscale).to_contain_text("Upscale (creative) of image 1")
     wait_finished(upscale)
     expect(upscale.locator(".shot__link img")).to_have_count(1)
-    expect(upscale.get_by_role("button", name="Pan right, image 1")).to_have_count(0)  # upscales only vary
+    upscale.get_by_label("Actions for image 1").click()
+    expect(image_menu(page).get_by_role("button", name="Vary (Subtle), image 1")).to_be_visible()
+    expect(image_menu(page).get_by_role("button", name="Pan right, image 1")).to_have_count(0)  # upscales only vary
+    page.keyboard.press("Escape")
 
     act(page, upscale, image=1, button="Vary (Subtle)")
     vary = newest_card(page)
@@ -146,7 +154,7 @@ def test_a_bad_custom_zoom_is_explained_in_place(page: Page, studio):
     expect(grid).to_contain_text("lanterns over a river")
     wait_finished(grid)
     grid.get_by_label("Actions for image 2").click()
-    menu = grid.locator("#actions-{}-2".format(grid.get_attribute("id").removeprefix("task-")))
+    menu = image_menu(page)
     menu.locator("input[name=zoom_factor]").fill("2.5")
     menu.get_by_role("button", name="Custom Zoom, image 2").click()
     expect(menu.get_by_role("alert")).to_contain_text("Custom zoom must be more than 1 and at most 2")

@@ -475,3 +475,225 @@ def test_a_nul_or_odd_digit_in_an_action_is_a_form_error(alice_client, make_task
     )
     assert response.status_code == 422
     assert Task.objects.count() == 1
+
+
+# --- Cards: one menu per page, constant queries, light HTML ------------------------------------------------
+
+
+def _finished_grids(make_task, count, *, user=None, action="imagine"):
+    """Finished tasks with every image saved (files are not needed to render a page)."""
+    tasks = [
+        make_task(user=user, status="finished", upstream_id=f"up-{uuid.uuid4()}", action=action) for _ in range(count)
+    ]
+    indexes = (1, 2, 3, 4) if action != "upscale" else (1,)
+    Image.objects.bulk_create(
+        Image(
+            task=task,
+            index=i,
+            source_url=f"https://cdn.apiframe.pro/{task.pk}-{i}.png",
+            file=f"images/{uuid.uuid4().hex}.png",
+            thumbnail=f"thumbs/{uuid.uuid4().hex}.webp",
+            width=1024,
+            height=1024,
+            mirror_attempts=1,
+            mirrored_at=timezone.now(),
+        )
+        for task in tasks
+        for i in indexes
+    )
+    return tasks
+
+
+def _studio_queries(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get("/")  # the first visit settles the session's team
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/")
+    assert response.status_code == 200
+    return len(captured), response.content.decode()
+
+
+def test_the_studio_asks_the_same_number_of_queries_for_5_or_24_cards(alice_client, make_task, bob):
+    from generations.views.studio import STUDIO_PAGE_SIZE
+
+    _finished_grids(make_task, 5)
+    few, body = _studio_queries(alice_client)
+    assert body.count('<article id="task-') == 5
+    _finished_grids(make_task, STUDIO_PAGE_SIZE - 5, user=bob)
+    make_task(status="failed", error="boom")  # another kind of card, still no extra query
+    many, body = _studio_queries(alice_client)
+    assert body.count('<article id="task-') == STUDIO_PAGE_SIZE
+    # session, user, team, teams, the composer's collections, cards, their images, two for "anything in flight?"
+    assert many == few <= 9
+
+
+def test_a_page_of_24_finished_grids_has_one_menu_and_weighs_under_80_kb(alice_client, make_task):
+    tasks = _finished_grids(make_task, 24)
+    for task in tasks:  # long prompts, the heaviest kind of card
+        task.prompt.text = "a quiet coffee shop at dawn, warm tones, film grain, " * 6
+        task.prompt.save()
+    body = alice_client.get("/").content
+    assert body.count(b'<article id="task-') == 24
+    assert len(body) <= 80 * 1024, len(body)
+    page = body.decode()
+    assert page.count('id="image-menu"') == 1 and page.count("popover") >= 1
+    assert page.count('aria-label="Actions for image ') == 96
+    for task in tasks[:3]:  # each image's button says which image and where its menu posts
+        assert f'data-act="/tasks/{task.pk}/act/"' in page
+        assert f'action="/tasks/{task.pk}/actions/"' in page
+
+
+def test_the_one_menu_is_rendered_from_the_action_table(alice_client, make_task):
+    from generations import actions
+
+    _finished_grids(make_task, 1)
+    page = alice_client.get("/").content.decode()
+    menu = page[page.index('id="image-menu"') :]
+    for choice in actions.IMAGE_ACTIONS.values():
+        assert f'value="{choice.value}" data-name="{choice.name}"' in menu
+    assert 'data-valid-on="grid upscale"' in menu and 'data-valid-on="grid"' in menu
+    assert "4 credits" in menu  # the price, from settings.MJSTUDIO_CREDIT_PRICES
+
+
+def test_without_js_an_images_actions_open_on_a_page_of_their_own(alice_client, make_task):
+    grid = _finished_grids(make_task, 1)[0]
+    response = alice_client.get(f"/tasks/{grid.pk}/actions/", {"index": "3"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'aria-label="Pan right, image 3"' in page and 'aria-label="Custom Zoom, image 3"' in page
+    assert f'action="/tasks/{grid.pk}/act/"' in page and 'name="index" value="3"' in page
+    assert f'id="task-{grid.pk}-3-feedback"' in page
+    assert "popover" not in page  # a plain form, posted without JS
+    key = re.search(r'name="idempotency_key" value="([0-9a-f-]{36})"', page).group(1)
+    sent = {"action": "pan:right", "index": "3", "idempotency_key": key, "zoom_factor": "1.25"}
+    assert alice_client.post(f"/tasks/{grid.pk}/act/", sent).status_code == 302
+    assert alice_client.post(f"/tasks/{grid.pk}/act/", sent).status_code == 302  # sent twice: one task
+    child = Task.objects.get(parent=grid)
+    assert (child.action, child.option, child.parent_index) == ("pan", "right", 3)
+
+
+def test_an_upscales_own_menu_page_offers_vary_only(alice_client, make_task):
+    grid = _finished_grids(make_task, 1)[0]
+    upscale = _finished_grids(make_task, 1, action="upscale")[0]
+    upscale.parent, upscale.option, upscale.parent_index = grid, "subtle", 2
+    upscale.save()
+    page = alice_client.get(f"/tasks/{upscale.pk}/actions/", {"index": "1"}).content.decode()
+    assert 'aria-label="Vary (Subtle), image 1"' in page
+    assert "Pan right" not in page and "Upscale (Creative)" not in page
+
+
+@pytest.mark.parametrize("index", ["5", "0", "", "x"])
+def test_a_menu_page_for_no_such_image_is_a_404(alice_client, make_task, index):
+    grid = _finished_grids(make_task, 1)[0]
+    assert alice_client.get(f"/tasks/{grid.pk}/actions/", {"index": index}).status_code == 404
+
+
+def test_a_menu_page_is_a_404_for_another_team_or_an_unsaved_image(alice_client, make_task, charlie):
+    theirs = _finished_grids(make_task, 1, user=charlie)[0]
+    assert alice_client.get(f"/tasks/{theirs.pk}/actions/", {"index": "1"}).status_code == 404
+    saving = _finished_grids(make_task, 1)[0]
+    Image.objects.filter(task=saving, index=4).update(mirrored_at=None)
+    assert alice_client.get(f"/tasks/{saving.pk}/actions/", {"index": "1"}).status_code == 404
+
+
+def test_an_image_action_answer_sends_no_stray_key_but_reroll_gets_a_fresh_one(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    body = _act(alice_client, parent, action="pan:right", index=3).content.decode()
+    assert "idempotency_key" not in body  # the menu makes its own key each time it opens
+    body = _act(alice_client, parent, action="reroll", index="").content.decode()
+    assert f'id="key-{parent.pk}-reroll"' in body and 'hx-swap-oob="true"' in body
+
+
+@pytest.mark.parametrize(
+    ("action", "option", "index", "words"),
+    [
+        ("imagine", "", None, "Imagine"),
+        ("reroll", "", None, "Reroll"),
+        ("vary", "strong", 2, "Vary (strong) of image 2"),
+        ("upscale", "creative", 1, "Upscale (creative) of image 1"),
+        ("pan", "up", 4, "Pan up of image 4"),
+        ("zoom", "1", 3, "Make square of image 3"),
+        ("zoom", "2", 3, "Zoom out 2× of image 3"),
+        ("zoom", "1.25", 1, "Zoom out 1.25× of image 1"),
+    ],
+)
+def test_it_describes_every_action_from_the_table(action, option, index, words):
+    assert Task(action=action, option=option, parent_index=index).describe() == words
+
+
+def test_the_forms_action_sets_come_from_the_table():
+    from generations import actions
+    from generations.forms import GRID_IMAGE_ACTIONS, UPSCALE_IMAGE_ACTIONS
+
+    assert set(actions.IMAGE_ACTIONS) == GRID_IMAGE_ACTIONS
+    assert {"vary:strong", "vary:subtle"} == UPSCALE_IMAGE_ACTIONS
+    assert actions.price("upscale") == 4 and actions.price("unknown") == 0
+
+
+def test_the_team_is_busy_while_a_task_flies_or_an_image_is_being_saved(make_task, team, charlie):
+    from generations.views.studio import team_is_busy
+
+    done = _finished_grids(make_task, 1)[0]
+    make_task(user=charlie, status="processing")  # another team's work does not count
+    Image.objects.filter(task=done, index=1).update(mirrored_at=None, mirror_attempts=8)  # gave up: not busy
+    assert team_is_busy(team) is False
+    Image.objects.filter(task=done, index=2).update(mirrored_at=None, mirror_attempts=3)
+    assert team_is_busy(team) is True
+    Image.objects.filter(task=done, index=2).update(mirrored_at=timezone.now())
+    make_task(status="pending")
+    assert team_is_busy(team) is True
+
+
+@pytest.mark.parametrize(
+    ("which", "sqlite_plan", "postgresql_indexes"),
+    [
+        (
+            "tasks",
+            "USING COVERING INDEX task_team_status (team_id=? AND status=?)",
+            ("task_team_status", "task_in_flight"),
+        ),
+        (
+            "images",
+            "USING INDEX image_mirror_pending (mirrored_at=? AND mirror_attempts<?)",
+            ("image_mirror_pending", "image_not_mirrored"),
+        ),
+    ],
+)
+def test_the_in_flight_check_reads_an_index_not_the_teams_history(
+    make_task, team, which, sqlite_plan, postgresql_indexes
+):
+    from django.db import connection
+
+    make_task(status="finished")
+    queries = {
+        "tasks": Task.objects.for_team(team).in_flight(),
+        "images": Image.objects.filter(
+            task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
+        ),
+    }
+    sql, params = queries[which].query.exists().get_compiler(connection=connection).as_sql()  # as .exists() asks
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(row[-1] for row in cursor.fetchall())
+            assert sqlite_plan in plan, plan
+        else:  # PostgreSQL: an index of the rows in flight (its planner picks which), never the team's rows
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert any(index in plan for index in postgresql_indexes), plan
+
+
+def test_a_card_says_how_each_unsaved_image_is_doing_and_offers_no_actions_yet(alice_client, make_task):
+    task = _finished_grids(make_task, 1)[0]
+    Image.objects.filter(task=task, index=2).update(mirrored_at=None, mirror_attempts=3, mirror_error="CDN said 500")
+    Image.objects.filter(task=task, index=3).update(mirrored_at=None, mirror_attempts=8, mirror_error="<too big>")
+    Image.objects.filter(task=task, index=4).update(mirrored_at=None, mirror_attempts=0)
+    page = alice_client.get("/").content.decode()
+    card = page[page.index(f'<article id="task-{task.pk}"') : page.index("</article>")]
+    assert card.count('class="shot__link"') == 1  # image 1, saved
+    assert "Saving failed, trying again…" in card and "Saving…" in card
+    assert "Could not save this image: &lt;too big&gt;" in card  # escaped
+    assert 'data-ready="false"' in card and "Actions for image" not in card

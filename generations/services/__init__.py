@@ -5,5 +5,6 @@
 - `applying`: `task_apply_state`, the one function that applies an Apiframe task object (webhook, poll or
   fetch alike), idempotent and monotonic; and the webhook log;
 - `polling`: the poller's rounds (deadlines, fetch-many for quiet tasks, lost mirrors);
-- `mirroring`: downloading, verifying and storing images.
+- `mirroring`: downloading, verifying and storing images;
+- `collections`: a team's collections and the images in them (also filled by a task the composer sent there).
 """

@@ -13,9 +13,10 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from generations import jobs
 from generations.apiframe import InvalidPayload, TaskState
 from generations.models import Image, Task, WebhookDelivery
+from generations.services import mirroring
+from generations.services.collections import collection_add_task_images
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,21 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
     while processing. Finished and failed never change again. Our own "timed out" gives way to Apiframe's
     final word: a late finished keeps the paid-for images, a late failure gives the real reason.
     """
+    outcome, task, _ = _apply(state, log_body=None)
+    return outcome, task
+
+
+def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None, WebhookDelivery | None]:
+    """task_apply_state, and with `log_body` the webhook log row written in the same transaction."""
+    # Read and worked out before the write transaction: on SQLite it holds the database's one write lock.
     task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status").first()
     if task is None:
-        return WebhookDelivery.Outcome.UNKNOWN_TASK, None
+        delivery = None
+        if log_body is not None:
+            delivery = webhook_record(
+                body=log_body, state=state, outcome=WebhookDelivery.Outcome.UNKNOWN_TASK, task=None
+            )
+        return WebhookDelivery.Outcome.UNKNOWN_TASK, None, delivery
     status = _status_for(state)
     changes: dict[str, object] = {"upstream_status": storable_text(state.status)[:20]}
     urls: dict[int, str] = {}
@@ -111,26 +124,32 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
     if status == Task.Status.PROCESSING:
         moves_forward |= Q(status=Task.Status.PROCESSING, percentage__lt=changes["percentage"])
 
-    with transaction.atomic():
+    with transaction.atomic():  # a webhook's log line stands or falls with its change
         # Stamped once the write lock is ours, so that live refresh (which asks "changed since?") sees
         # changes in about the order they commit.
         now = timezone.now()
-        changes.update(updated_at=now, last_heard_at=now)
+        changes["last_heard_at"] = now
         if status in (Task.Status.FINISHED, Task.Status.FAILED):
             changes["finished_at"] = now
         if status in (Task.Status.FINISHED, Task.Status.PROCESSING):
             changes["started_at"] = Coalesce("started_at", now)
-        if not Task.objects.filter(moves_forward, pk=task.pk).update(status=status, **changes):
+        if Task.objects.filter(moves_forward, pk=task.pk).update_visibly(at=now, status=status, **changes):
+            outcome = WebhookDelivery.Outcome.APPLIED
+            task.status = status
+            if urls:
+                Image.objects.bulk_create(
+                    [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
+                    ignore_conflicts=True,
+                )
+                collection_add_task_images(task_id=task.pk)  # the composer's chosen collection, if any
+                transaction.on_commit(lambda: mirroring.task_mirror_enqueue(task_id=task.pk))
+        else:
+            outcome = WebhookDelivery.Outcome.STALE
             Task.objects.filter(pk=task.pk).update(last_heard_at=now)  # it is alive: no need to poll it
-            return WebhookDelivery.Outcome.STALE, task
-        if urls:
-            Image.objects.bulk_create(
-                [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
-                ignore_conflicts=True,
-            )
-            transaction.on_commit(lambda: jobs.mirror_task_images.enqueue(task.pk))
-    task.status = status
-    return WebhookDelivery.Outcome.APPLIED, task
+        delivery = None
+        if log_body is not None:
+            delivery = webhook_record(body=log_body, state=state, outcome=outcome, task=task)
+    return outcome, task, delivery
 
 
 def credits_for(action: str) -> int:
@@ -143,12 +162,9 @@ def webhook_receive(*, body: dict) -> tuple[str, WebhookDelivery]:
     try:
         state = TaskState.from_payload(body)
     except InvalidPayload:
-        with transaction.atomic():
-            webhook_record(body=body, state=None, outcome=WebhookDelivery.Outcome.INVALID, task=None)
+        webhook_record(body=body, state=None, outcome=WebhookDelivery.Outcome.INVALID, task=None)
         raise
-    with transaction.atomic():
-        outcome, task = task_apply_state(state=state)
-        delivery = webhook_record(body=body, state=state, outcome=outcome, task=task)
+    outcome, _, delivery = _apply(state, log_body=body)
     if outcome == WebhookDelivery.Outcome.UNKNOWN_TASK:
         # The submit may have stored this task's id between our lookup and our log line: look once more.
         webhook_apply_again(delivery=delivery)

@@ -113,7 +113,7 @@ def image_mirror_once(*, image_id: int) -> None:
         except Exception as exc:  # a CDN error, a bad file, a full disk: each counts as one attempt
             _image_failed(image=image, exc=exc)
         # Tell live refresh the card changed (an image arrived, or an error to show).
-        Task.objects.filter(pk=image.task_id).update(updated_at=timezone.now())
+        Task.objects.filter(pk=image.task_id).update_visibly()
     except Exception:  # a locked database, a bug: the claim runs out and the image is due again
         logger.exception("image %s: mirroring stopped", image_id)
     finally:

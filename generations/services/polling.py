@@ -41,8 +41,8 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
     expired = 0
     for which, reason in reasons:
         error = Left(Value(reason) if isinstance(reason, str) else reason, 500)
-        expired += overdue.filter(which).update(
-            status=Task.Status.TIMED_OUT, error=error, finished_at=now, updated_at=now
+        expired += overdue.filter(which).update_visibly(
+            at=now, status=Task.Status.TIMED_OUT, error=error, finished_at=now
         )
     return expired
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
-from generations.models import Prompt, Task, Team
+from generations.models import Collection, Prompt, Task, Team
 from generations.services import limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
@@ -99,13 +99,18 @@ def task_create_imagine(
     mode: str,
     aspect_ratio: str,
     idempotency_key: uuid.UUID,
+    collection: Collection | None = None,
 ) -> tuple[Task, bool]:
+    """A new prompt's grid; its images join `collection` (one of the team's) when they arrive."""
+    if collection is not None and collection.team_id != team.pk:
+        raise ValueError(f"collection {collection.pk} is not team {team.pk}'s")
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
         team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
         action=Task.Action.IMAGINE,
+        collection=collection,
     )
 
 
@@ -144,6 +149,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
         parent=task.parent,
         parent_index=task.parent_index,
         root_id=task.root_id if task.parent_id else None,
+        collection_id=task.collection_id,  # the same request again: its images go where the first's would have
     )
 
 
@@ -169,8 +175,8 @@ def _send_upstream(client: ApiframeClient, task: Task) -> str:
 def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     """Send a queued task to Apiframe once. Called by the `submit_task` job."""
     now = timezone.now()
-    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
-        status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1, updated_at=now
+    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update_visibly(
+        at=now, status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1
     )
     if claimed != 1:
         return  # already sent, timed out, or taken by another worker
@@ -188,8 +194,8 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
         delay = max(retry_after or 0, min(2 ** min(task.submit_attempts, 6), 60))
         busy = f"Apiframe is busy ({exc.message or exc.__class__.__name__}); trying again in {delay:.0f} s."
         with transaction.atomic():
-            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-                status=Task.Status.QUEUED, error=busy[:500], updated_at=timezone.now()
+            Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+                status=Task.Status.QUEUED, error=busy[:500]
             )
             later = jobs.submit_task.using(run_after=timezone.now() + timedelta(seconds=delay))
             transaction.on_commit(lambda: later.enqueue(task_id))
@@ -201,8 +207,8 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     now = timezone.now()
     # Keep the upstream id even if the deadline passed meanwhile: a late result can still be applied.
     Task.objects.filter(pk=task_id).update(apiframe_task_id=upstream_id, submitted_at=now, last_heard_at=now)
-    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-        status=Task.Status.PENDING, error="", updated_at=now
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+        at=now, status=Task.Status.PENDING, error=""
     )
     webhooks_apply_early(apiframe_task_id=upstream_id)
 
@@ -215,6 +221,6 @@ def _submit_failed(task_id: int, exc: ApiframeError) -> None:
     else:
         reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
     now = timezone.now()
-    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update(
-        status=Task.Status.FAILED, error=reason[:500], finished_at=now, updated_at=now
+    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+        at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now
     )

@@ -45,16 +45,20 @@ def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
 
 
-def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
-    busy = (
+def team_is_busy(team: Team) -> bool:
+    """Anything of the team in flight, or an image still being saved: then the page asks for news often."""
+    return (
         Task.objects.for_team(team).in_flight().exists()
         or Image.objects.filter(
             task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
         ).exists()
     )
+
+
+def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
     return {
         "pulse_cursor": cursor.isoformat(),
-        "pulse_seconds": PULSE_BUSY_SECONDS if busy else PULSE_IDLE_SECONDS,
+        "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
         "mine_only": mine_only,
     }
 
@@ -67,7 +71,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
         "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
-        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}),
+        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}, team=team),
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
         **extra,
     }
@@ -90,19 +94,21 @@ def _composer_initial(request: HttpRequest) -> dict:
 @require_GET
 @never_cache  # never shown from the back/forward cache: its forms' keys and cards would be stale
 def studio(request: HttpRequest) -> HttpResponse:
-    form = ImagineForm(initial=_composer_initial(request))
+    form = ImagineForm(initial=_composer_initial(request), team=request.team)
     context = _studio_context(request, form=form, remix=request.GET.get("remix") == "1")
     return render(request, "generations/studio.html", context)
 
 
 @require_POST
 def task_create(request: HttpRequest) -> HttpResponse:
-    form = ImagineForm(request.POST)
+    form = ImagineForm(request.POST, team=request.team)
     if not form.is_valid():
         if request.htmx:
             return render(request, "generations/studio.html#composer", {"form": form}, status=422)
         return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
-    text, mode, aspect_ratio = (form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio"))
+    text, mode, aspect_ratio, collection = (
+        form.cleaned_data[k] for k in ("prompt", "mode", "aspect_ratio", "collection")
+    )
     try:
         task, _ = submitting.task_create_imagine(
             team=request.team,
@@ -110,6 +116,7 @@ def task_create(request: HttpRequest) -> HttpResponse:
             text=text,
             mode=mode,
             aspect_ratio=aspect_ratio,
+            collection=collection,
             # The same form sent twice makes one task; a stale key (a page restored by Back) with a new prompt
             # still makes a new one.
             idempotency_key=uuid.uuid5(form.cleaned_data["idempotency_key"], f"{mode}:{aspect_ratio}:{text}"),
@@ -118,8 +125,9 @@ def task_create(request: HttpRequest) -> HttpResponse:
         return _composer_refused(request, form, refused)
     if not request.htmx:
         return redirect("generations:studio")
-    # A fresh key; mode and ratio stay as chosen.
-    fresh = ImagineForm(initial={"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio})
+    # A fresh key; mode, ratio and collection stay as chosen.
+    initial = {"idempotency_key": uuid.uuid4(), "mode": mode, "aspect_ratio": aspect_ratio, "collection": collection}
+    fresh = ImagineForm(initial=initial, team=request.team)
     return render_new_card(request, task, {"form": fresh})
 
 

@@ -10,8 +10,10 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
 from generations.services import limits, provenance, submitting
@@ -38,6 +40,21 @@ def _refused(
     if retry_after is not None:  # over a limit: when to try again, for machines
         response["Retry-After"] = str(retry_after)
     return response
+
+
+@require_GET
+@never_cache  # its form carries an idempotency key: a page restored by Back must not reuse it
+def task_image_actions(request: HttpRequest, pk: int) -> HttpResponse:
+    """One image's action menu on a page of its own: where an image's Actions button leads without JS
+    (with JS, the studio fills in its one menu instead)."""
+    task = _get_task_for_user(request, pk)
+    index = request.GET.get("index", "")
+    image = next((i for i in task.images.all() if str(i.index) == index), None)
+    if image is None or not task.images_ready:
+        raise Http404("This task has no such image ready to act on.")
+    kind = actions.GRID if task.is_grid else actions.UPSCALE
+    context = {"task": task, "image": image, "kind": kind, "team": task.team}
+    return render(request, "generations/image_actions.html", context)
 
 
 @require_POST
