@@ -51,6 +51,8 @@ bench: install
 	$(PY) bench/webhook_ingest.py
 	$(PY) bench/library.py
 	$(PY) bench/usage_page.py
+	$(PY) bench/task_page.py
+	$(PY) bench/export_memory.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, studio, system, tasks, usage
+from generations.views import accounts, collections, provenance, studio, system, tasks, usage
 
 app_name = "generations"
 
@@ -14,12 +14,15 @@ urlpatterns = [
     path("tasks/<int:pk>/act/", tasks.task_act, name="task_act"),
     path("tasks/<int:pk>/actions/", tasks.task_image_actions, name="task_image_actions"),
     path("tasks/<int:pk>/retry/", tasks.task_retry, name="task_retry"),
+    path("tasks/<int:pk>/export/", provenance.task_export, name="task_export"),
     path("collections/", collections.collection_list, name="collections"),
     path("collections/new/", collections.collection_create, name="collection_create"),
     path("collections/<int:pk>/rename/", collections.collection_rename, name="collection_rename"),
     path("collections/<int:pk>/delete/", collections.collection_delete, name="collection_delete"),
+    path("collections/<int:pk>/export/", provenance.collection_export, name="collection_export"),
     # Before image_file: "collections" would otherwise be taken for a variant.
     path("images/<int:pk>/collections/", collections.image_collections, name="image_collections"),
+    path("compare/", provenance.compare, name="compare"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
     path("usage/", usage.usage, name="usage"),

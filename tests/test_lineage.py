@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from generations.models import Task
-from generations.views.tasks import LINEAGE_MAX_LINES
+from generations.services.provenance import LINEAGE_MAX_LINES
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def lineage(make_task):
 
 
 def _lines(response) -> list[str]:
-    return re.findall(r'<li class="lineage__item[^"]*">', response.content.decode())
+    return re.findall(r'<li class="tree__item[^"]*"', response.content.decode())
 
 
 def _queries(client, task) -> int:
@@ -51,7 +51,7 @@ def test_every_task_of_a_thousand_deep_lineage_has_a_page(alice_client, lineage,
     assert response.status_code == 200
     body = response.content.decode()
     assert len(_lines(response)) <= LINEAGE_MAX_LINES + 2  # the lines, plus what is left out, said in two
-    assert f'href="/tasks/{task.pk}/" aria-current="page"' in body
+    assert f'class="node__link" href="/tasks/{task.pk}/" aria-current="page"' in body
     assert f'href="/tasks/{chain[0].pk}/"' in body  # the root, always
     if where:
         assert f'href="/tasks/{chain[where - 1].pk}/"' in body  # what it was made from
@@ -76,12 +76,13 @@ def test_a_small_family_is_shown_whole_in_depth_first_order(alice_client, make_t
     grandchild = make_task(status="finished", action="upscale", option="subtle", parent=first, parent_index=3)
     response = alice_client.get(f"/tasks/{second.pk}/")
     body = response.content.decode()
-    order = [int(pk) for pk in re.findall(r'<a href="/tasks/(\d+)/"', body.split('aria-label="Lineage"')[1])]
+    tree = body.split('aria-labelledby="lineage-title"')[1]
+    order = [int(pk) for pk in re.findall(r'<a class="node__link" href="/tasks/(\d+)/"', tree)]
     assert order == [root.pk, first.pk, grandchild.pk, second.pk]
-    assert "lineage__item--depth-2" in body and "more in this lineage" not in body
+    assert tree.count("<ul>") == 2 and "more in this lineage" not in body  # under the root, under the first
 
 
-def test_the_page_costs_the_same_queries_for_a_family_of_101_as_of_1000(alice_client, lineage):
+def test_the_page_costs_the_same_queries_for_a_family_of_201_as_of_1000(alice_client, lineage):
     small, big = lineage(LINEAGE_MAX_LINES + 1), lineage(1000)
     alice_client.get("/")  # the session's team, once
     assert _queries(alice_client, small[-1]) == _queries(alice_client, big[-1]) == _queries(alice_client, big[0])
@@ -92,5 +93,5 @@ def test_a_lineage_shows_only_the_teams_tasks(alice_client, lineage, charlie):
     Task.objects.filter(pk=chain[1].pk).update(team=charlie.memberships.get().team)
     response = alice_client.get(f"/tasks/{chain[2].pk}/")
     assert response.status_code == 200
-    aside = response.content.decode().split('aria-label="Lineage"')[1]
+    aside = response.content.decode().split('aria-labelledby="lineage-title"')[1]
     assert f'href="/tasks/{chain[1].pk}/"' not in aside and f'href="/tasks/{chain[2].pk}/"' in aside

@@ -288,7 +288,7 @@ def test_images_are_served_to_the_team_only(alice_client, make_task, client, cha
     assert alice_client.get(f"/images/{image.pk}/full/").status_code == 404  # not saved yet
     image.file.save("f.png", ContentFile(b"\x89PNG...."))
     download = alice_client.get(f"/images/{image.pk}/full/", {"download": "1"})
-    assert download["Content-Disposition"] == f'attachment; filename="mjstudio-{task.pk}-1.png"'
+    assert download["Content-Disposition"] == f'attachment; filename="a-quiet-harbour-{task.pk}-1.png"'
     client.force_login(charlie)
     assert client.get(f"/images/{image.pk}/thumb/").status_code == 404
 

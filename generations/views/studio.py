@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from generations import params
 from generations.forms import ImagineForm
-from generations.models import Image, Task, Team
+from generations.models import Image, Prompt, Task, Team
 from generations.services import limits, submitting
 
 STUDIO_PAGE_SIZE = 24
@@ -26,6 +27,7 @@ PULSE_IDLE_SECONDS = 5
 # (Cards sent twice cost nothing: the page skips a card whose version it already shows.)
 PULSE_LOOKBACK = timedelta(seconds=2)
 PULSE_MAX_CARDS = 50
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # all but tab and line breaks
 
 
 def _mine_only(request: HttpRequest) -> bool:
@@ -75,10 +77,26 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
     }
 
 
+def _composer_initial(request: HttpRequest) -> dict:
+    """The composer prefilled from a task page ("Reuse prompt", "Remix"): the prompt cut to the longest allowed and
+    without control characters; a mode or aspect ratio we do not offer is left at its default."""
+    initial: dict = {"idempotency_key": uuid.uuid4()}
+    text = _CONTROL.sub("", request.GET.get("prompt", ""))[: Prompt.MAX_LENGTH]
+    if text.strip():
+        initial["prompt"] = text
+    if request.GET.get("mode") in Prompt.Mode.values:
+        initial["mode"] = request.GET["mode"]
+    if request.GET.get("aspect_ratio") in Prompt.ASPECT_RATIOS:
+        initial["aspect_ratio"] = request.GET["aspect_ratio"]
+    return initial
+
+
 @require_GET
 @never_cache  # never shown from the back/forward cache: its forms' keys and cards would be stale
 def studio(request: HttpRequest) -> HttpResponse:
-    return render(request, "generations/studio.html", _studio_context(request))
+    form = ImagineForm(initial=_composer_initial(request), team=request.team)
+    context = _studio_context(request, form=form, remix=request.GET.get("remix") == "1")
+    return render(request, "generations/studio.html", context)
 
 
 @require_POST

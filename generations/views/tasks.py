@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
-from itertools import islice
+from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
-from generations.services import limits, submitting
+from generations.services import limits, provenance, submitting
 from generations.views.studio import render_new_card
 
 logger = logging.getLogger(__name__)
@@ -107,82 +107,44 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
 
 
-# A task page lists at most this many lines of its lineage. A bigger family shows the way down from the root to
-# this task (its first step and the last ones, when it is long) and what was made from this task, then "+N more".
-LINEAGE_MAX_LINES = 100
-LINEAGE_MAX_PATH = 10
-LINEAGE_MAX_INDENT = 5
+def _duration_text(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _depth_first(children: dict[int | None, list[int]], start: int, depth: int) -> Iterator[tuple[int, int]]:
-    """(pk, depth) of `start` and everything made from it, each followed by its own, oldest first. Iterative:
-    a lineage a thousand deep is as easy as a short one."""
-    stack = [(start, depth)]
-    seen: set[int] = set()
-    while stack:
-        pk, depth = stack.pop()
-        if pk in seen:  # only a corrupt parent link could loop; never walk it twice
-            continue
-        seen.add(pk)
-        yield pk, depth
-        stack.extend((child, depth + 1) for child in reversed(children.get(pk, ())))
-
-
-def _way_down(parents: dict[int, int | None], pk: int) -> list[int]:
-    """The pks from the root to `pk`, both included."""
-    path, seen = [pk], {pk}
-    while (parent := parents.get(path[-1])) in parents and parent not in seen:  # stops at the root (None)
-        path.append(parent)
-        seen.add(parent)
-    return path[::-1]
-
-
-def _lineage_lines(task: Task) -> list[dict]:
-    """The lines of a task page's lineage, in two queries whatever the family's size: a task line is
-    {"node", "depth"}, a line for what is left out {"more", "depth", "on_the_way"}."""
-    family = list(
-        Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
-        .order_by("created_at", "pk")
-        .values_list("pk", "parent_id")
-    )
-    parents = dict(family)
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id in family:
-        children.setdefault(parent_id if parent_id in parents else None, []).append(pk)
-    lines: list[dict] = []
-    if len(family) <= LINEAGE_MAX_LINES:
-        for root in children.get(None, []):
-            lines += ({"pk": pk, "depth": depth} for pk, depth in _depth_first(children, root, 0))
-    else:
-        above = _way_down(parents, task.pk)[:-1]
-        if len(above) > LINEAGE_MAX_PATH:
-            skipped = len(above) - LINEAGE_MAX_PATH
-            lines.append({"pk": above[0], "depth": 0})
-            lines.append({"more": skipped, "depth": 1, "on_the_way": True})
-            lines += ({"pk": pk, "depth": depth} for depth, pk in enumerate(above) if depth > skipped)
-        else:
-            lines += ({"pk": pk, "depth": depth} for depth, pk in enumerate(above))
-        below = _depth_first(children, task.pk, len(above))
-        lines += ({"pk": pk, "depth": depth} for pk, depth in islice(below, LINEAGE_MAX_LINES - len(lines)))
-        shown = sum(1 for line in lines if "pk" in line)
-        if shown < len(family):
-            lines.append({"more": len(family) - shown, "depth": 0, "on_the_way": False})
-    nodes = (
-        Task.objects.filter(team_id=task.team_id)
-        .select_related("created_by")
-        .in_bulk([line["pk"] for line in lines if "pk" in line])
-    )
-    for line in lines:
-        line["depth"] = min(line["depth"], LINEAGE_MAX_INDENT)
-        if "pk" in line:
-            line["node"] = nodes[line.pop("pk")]
-    return lines
+def _durations(task: Task) -> list[tuple[str, str]]:
+    """How long each stage took: waiting in our queue, at Apiframe, rendering, and in all."""
+    stages = [
+        ("In our queue", task.created_at, task.submitted_at),
+        ("Waiting at Apiframe", task.submitted_at, task.started_at),
+        ("Rendering", task.started_at or task.submitted_at, task.finished_at),
+        ("In all", task.created_at, task.finished_at),
+    ]
+    return [(label, _duration_text(end - start)) for label, start, end in stages if start and end and end >= start]
 
 
 @require_GET
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
-    context = {"task": task, "lineage": _lineage_lines(task), "team": task.team}
+    lineage = provenance.lineage_tree(task=task)
+    context = {
+        "task": task,
+        "team": request.team,
+        "images": list(task.images.all()),
+        "lineage": lineage,
+        # A parent moved to another team is not shown (nor linked) here.
+        "parent": task.parent if task.parent_id and task.parent.team_id == task.team_id else None,
+        "durations": _durations(task),
+        "reuse_query": urlencode(
+            {"prompt": task.prompt.text, "mode": task.prompt.mode, "aspect_ratio": task.prompt.aspect_ratio}
+        ),
+        "remix_query": urlencode({"prompt": task.prompt.text, "remix": "1"}),
+    }
     return render(request, "generations/task_detail.html", context)
 
 
@@ -191,7 +153,7 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     """Serve a mirrored image to members of its team only (files are never public)."""
     if variant not in ("thumb", "full"):
         raise Http404("No such image variant.")
-    image = get_object_or_404(Image.objects.select_related("task"), pk=pk, task__team=request.team)
+    image = get_object_or_404(Image.objects.select_related("task__prompt"), pk=pk, task__team=request.team)
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
@@ -201,7 +163,11 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
         logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
         raise Http404("This image file is missing.") from exc
     if request.GET.get("download") == "1":
-        name = f"mjstudio-{image.task_id}-{image.index}.{field.name.rsplit('.', 1)[-1]}"
+        name = provenance.download_name(
+            text=image.task.prompt.text,
+            suffix=f"{image.task_id}-{image.index}",
+            extension=field.name.rsplit(".", 1)[-1],
+        )
         response = FileResponse(opened, as_attachment=True, filename=name)
     else:
         response = FileResponse(opened)
