@@ -34,7 +34,17 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from generations.forms import GRID_IMAGE_ACTIONS
-from generations.models import Image, Membership, Prompt, Task, Team, WebhookDelivery
+from generations.models import (
+    Collection,
+    CollectionItem,
+    Favourite,
+    Image,
+    Membership,
+    Prompt,
+    Task,
+    Team,
+    WebhookDelivery,
+)
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 hypothesis.settings.register_profile(
@@ -46,7 +56,7 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SECRET = "whsec_fuzz-3141"
-COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership)
+COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership, Collection, CollectionItem, Favourite)
 
 
 # --- The world every example starts from ----------------------------------------------------------------------
@@ -58,6 +68,7 @@ class World:
     team_ids: list[int]
     task_ids: dict[str, int]  # by role: "grid", "processing", ... "foreign"
     image_ids: list[int]
+    collection_ids: list[int]  # alice's team's, then charlie's
 
 
 @pytest.fixture
@@ -83,6 +94,10 @@ def world(make_task, alice, bob, charlie, settings) -> World:
         image.thumbnail.save("t.webp", ContentFile(b"RIFF fuzz"), save=False)
         image.mirrored_at = timezone.now()
     Image.objects.bulk_create(images)
+    boards = [
+        Collection.objects.create(team=alice.memberships.get().team, name="Moodboard", created_by=alice),
+        Collection.objects.create(team=charlie.memberships.get().team, name="Theirs", created_by=charlie),
+    ]
     client = Client()
     client.force_login(alice)
     return World(
@@ -90,6 +105,7 @@ def world(make_task, alice, bob, charlie, settings) -> World:
         team_ids=[alice.memberships.get().team_id, charlie.memberships.get().team_id],
         task_ids={role: task.pk for role, task in tasks.items()},
         image_ids=list(Image.objects.order_by("pk").values_list("pk", flat=True)),
+        collection_ids=[board.pk for board in boards],
     )
 
 
@@ -165,7 +181,7 @@ content_types = st.sampled_from(
 
 @dataclass(frozen=True)
 class Route:
-    path: str  # {task}, {image}, {variant} are drawn
+    path: str  # {task}, {image}, {variant}, {collection} are drawn
     methods: tuple[str, ...]
     fields: dict[str, tuple[str, ...]]  # field names with values that get past validation; {team}, {key}, {since}
 
@@ -204,6 +220,20 @@ ROUTES = {
         {"username": ("alice",), "password": ("pw-alice",), "next": ("/", "/tasks/1/", "//evil.example/")},
     ),
     "logout": Route("/accounts/logout/", ("POST",), {"next": ("/", "http://evil.example/")}),
+    "task_image_actions": Route("/tasks/{task}/actions/", ("GET",), {"index": ("1", "2", "4")}),
+    "task_export": Route("/tasks/{task}/export/", ("GET",), {}),
+    "compare": Route("/compare/", ("GET",), {"images": ("{images}",), "size": ("actual", "fit")}),
+    "collections": Route("/collections/", ("GET",), {"sort": ("recent", "name")}),
+    "collection_create": Route("/collections/new/", ("POST",), {"name": ("Mood", "Cà phê")}),
+    "collection_rename": Route("/collections/{collection}/rename/", ("POST",), {"name": ("Renamed", "Moodboard")}),
+    "collection_delete": Route("/collections/{collection}/delete/", ("POST",), {}),
+    "collection_export": Route("/collections/{collection}/export/", ("GET",), {}),
+    "image_collections": Route(
+        "/images/{image}/collections/",
+        ("GET", "POST"),
+        {"collection": ("{collection_id}",), "op": ("add", "remove"), "new_name": ("Board",)},
+    ),
+    "usage": Route("/usage/", ("GET",), {"metric": ("tasks", "credits")}),
 }
 
 
@@ -227,6 +257,10 @@ def _fill(value: str, world: World, draw: st.DataObject) -> str:
         return str(draw.draw(st.sampled_from(sorted(world.task_ids.values()))))
     if value == "{key}":
         return str(uuid.UUID(int=draw.draw(st.integers(0, 2**128 - 1))))
+    if value == "{collection_id}":
+        return str(draw.draw(st.sampled_from(world.collection_ids)))
+    if value == "{images}":
+        return ",".join(str(i) for i in draw.draw(st.lists(st.sampled_from(world.image_ids), min_size=1, max_size=5)))
     if value == "{since}":
         return (timezone.now() - timedelta(seconds=draw.draw(st.integers(0, 600)))).isoformat()
     return value
@@ -239,7 +273,9 @@ def _path(route: Route, world: World, draw: st.DataObject) -> str:
 
     variant = quote(draw.draw(st.one_of(st.sampled_from(["thumb", "full"]), odd)), safe="")
     tasks = list(world.task_ids.values())
-    return route.path.format(task=pk(tasks), image=pk(world.image_ids), variant=variant)
+    return route.path.format(
+        task=pk(tasks), image=pk(world.image_ids), variant=variant, collection=pk(world.collection_ids)
+    )
 
 
 # --- Running one request and checking what it did -------------------------------------------------------------
@@ -307,6 +343,14 @@ def _example(world: World, logged_errors: list, *, logged_in: bool, request) -> 
     assert response.status_code < 500, response.content[:500]
     assert not errors, errors
     return done
+
+
+def test_every_route_is_fuzzed():
+    from django.urls import get_resolver
+
+    names = {name for name in get_resolver().reverse_dict if isinstance(name, str)}
+    names |= {n for n in get_resolver("generations.urls").reverse_dict if isinstance(n, str)}
+    assert names - set(ROUTES) - {"apiframe_webhook"} == set()  # the webhook has its own test below
 
 
 @pytest.mark.django_db
