@@ -203,3 +203,27 @@ def test_screenshots_at_desktop_and_phone_widths(page: Page, studio, artifacts):
         page.goto(f"{url}/")
         page.get_by_label("Collection for the new images").select_option(label="Into “Neon nights — client pi…”")
         page.locator("#composer").screenshot(path=artifacts / f"collections-composer-{label}.png")
+
+
+def test_an_image_joins_a_collection_from_the_studios_action_menu(page: Page, studio):
+    url, team, alice, grid = studio.url, studio.team, studio.alice, studio.grid
+    from generations.services import collections
+
+    collections.collection_create(team=team, user=alice, name="Moodboard")
+    errors = watch_errors(page, [])
+    log_in(page, url)
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_role("button", name="Actions for image 3").click()
+    menu = page.locator("#image-menu")
+    expect(menu).to_be_visible()
+    menu.get_by_role("link", name="Collections…").click()
+    dialog = page.locator("dialog#collect-dialog")
+    expect(dialog).to_be_visible()
+    expect(menu).to_be_hidden()
+    toggle = dialog.get_by_role("button", name="Moodboard")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("window.__sameDocument") is True  # the studio stayed, with its cards
+    item = CollectionItem.objects.get()
+    assert (item.image, item.added_by) == (grid.images.get(index=3), alice)
+    assert errors == []

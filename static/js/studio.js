@@ -36,6 +36,16 @@ document.addEventListener("click", (event) => {
   openImageMenu(menu, opener);
 });
 
+// "Collections…" in the menu: the image's collections control, in the page's one dialog (collections.js opens it
+// once htmx has swapped the control in); without JS it is the control's own page.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest?.(".menu__collect");
+  if (!link || !window.htmx || !document.getElementById("collect-body")) return;
+  event.preventDefault();
+  document.getElementById("image-menu")?.hidePopover();
+  htmx.ajax("GET", link.getAttribute("href"), { target: "#collect-body", swap: "innerHTML" });
+});
+
 function openImageMenu(menu, opener) {
   const shots = opener.form; // the card's images: data-act says where to post, data-kind which rows apply
   const card = opener.closest(".card");
@@ -62,6 +72,7 @@ function openImageMenu(menu, opener) {
   for (const name of ["src", "width", "height"]) thumb.setAttribute(name, image.getAttribute(name));
   menu.querySelector(".menu__index").textContent = index;
   menu.querySelector(".menu__download").href = `${figure.querySelector(".shot__link").href}?download=1`;
+  menu.querySelector(".menu__collect").href = figure.querySelector(".shot__link").href.replace(/full\/$/, "collections/");
   menu.querySelector(".menu__prompt").textContent = card.querySelector(".card__prompt").textContent;
   menu.dataset.card = card.id; // to give focus back, even to a card swapped meanwhile
   menu.dataset.index = index;
