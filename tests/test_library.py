@@ -274,7 +274,8 @@ def test_it_drops_blank_parameters_from_the_url(alice_client, shelf):
         ("cursor=99999999999999999999.1.1", 400, "This link&#x27;s place in the library is damaged"),
         ("until=1.2.9", 400, "This link&#x27;s place in the library is damaged"),
         (f"q={'x' * 201}", 400, "Search for at most 200 characters"),
-        ("to=9999-12-31", 200, ""),
+        ("to=9999-12-31", 400, "Pick a date between 2000 and 2999."),
+        ("from=0001-01-01", 400, "Pick a date between 2000 and 2999."),
     ],
 )
 def test_it_explains_a_bad_filter_and_lists_nothing(alice_client, shelf, query, status, message):

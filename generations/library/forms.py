@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from generations.library.queries import Filters, Position
 from generations.library.search import MAX_QUERY_LENGTH, search_terms
@@ -24,6 +25,7 @@ STATUS_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 # The filters, in the order of their chips. `cursor` and `until` are positions, not filters.
 FILTER_NAMES = ("q", "author", "action", "status", "from", "to", "mode", "ratio", "fav", "collection", "lineage")
 URL_NAMES = (*FILTER_NAMES, "stacks", "cursor", "until")
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 
 
 class PositionField(forms.Field):
@@ -92,12 +94,23 @@ class LibraryFiltersForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        for name in ("from", "to"):
+            # Far dates would overflow on their way to UTC (or a day further), and mean nothing here anyway.
+            if data.get(name) and not (EARLIEST <= data[name] <= LATEST):
+                self.add_error(name, f"Pick a date between {EARLIEST:%Y} and {LATEST:%Y}.")
         start, end = data.get("from"), data.get("to")
         if start and end and end < start:
             self.add_error("to", "The end date is before the start date.")
         if data.get("cursor") and data.get("until") and data["until"].created_at > data["cursor"].created_at:
             self.add_error("until", "This link's place in the library is damaged: start again from the top.")
         return data
+
+    @cached_property
+    def menus(self) -> dict[str, list[tuple[str, str]]]:
+        """Each select's options as (value, label), one query each for the team's members and collections,
+        and only when a page shows the form (not for a page that arrives by scrolling)."""
+        names = ("author", "action", "status", "mode", "ratio", "collection")
+        return {name: [(str(value), str(label)) for value, label in self.fields[name].choices] for name in names}
 
     @property
     def not_found(self) -> bool:
