@@ -123,6 +123,13 @@ def test_the_library_flow(page: Page, library, artifacts):
     expect(page.get_by_label("Author")).to_have_value("")
     assert any("alice" in text for text in page.locator("#lib-grid .tile__meta").all_inner_texts())
 
+    # Every image rather than stacks: the toggle applies at once and says so in the URL.
+    page.get_by_text("All images").click()
+    expect(page.locator(".tile--stack")).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"stacks=0"))
+    page.get_by_text("Stacks", exact=True).click()
+    expect(page.locator(".tile--stack").first).to_be_visible()
+
     # Star by keyboard: Tab to a tile's star, Space; "f" on the tile undoes it.
     first = page.locator("#lib-grid .tile:has(.fav__btn)").first
     image_id = int(first.get_attribute("id")[1:])

@@ -205,7 +205,9 @@ def test_it_shows_my_favourites_only(alice_client, alice, bob, shelf):
     assert get_tiles(alice_client, f"{LIBRARY}?stacks=0&fav=1") == mine
     assert get_tiles(alice_client, f"{LIBRARY}?stacks=0&fav=1&action=upscale") == [image_tile(shelf[3], 1)]
     assert get_tiles(alice_client, f"{LIBRARY}?stacks=0&fav=1&author=bob") == []
-    assert get_tiles(alice_client, f"{LIBRARY}?fav=1") == [image_tile(shelf[3], 1)]  # one lineage, stacked
+    # Picked images are listed every one, never stacked (both are from t1's lineage).
+    assert get_tiles(alice_client, f"{LIBRARY}?fav=1") == mine
+    assert b'id="stacks-on" disabled' in alice_client.get(f"{LIBRARY}?fav=1").content
 
 
 @pytest.mark.django_db

@@ -113,6 +113,13 @@ class LibraryFiltersForm(forms.Form):
         return {name: [(str(value), str(label)) for value, label in self.fields[name].choices] for name in names}
 
     @property
+    def curated(self) -> bool:
+        """One lineage, favourites or a collection: images someone picked (or one stack already), listed
+        every one, never stacked."""
+        data = self.cleaned_data
+        return bool(data.get("lineage") or data.get("fav") or data.get("collection"))
+
+    @property
     def not_found(self) -> bool:
         """An error names another team's (or no) collection or task: the page answers 404, as for any object
         of another team."""
@@ -139,8 +146,7 @@ class LibraryFiltersForm(forms.Form):
             favourites=data.get("fav") == "1",
             collection_id=data["collection"].pk if data.get("collection") else None,
             root_id=(lineage.root_id or lineage.pk) if lineage else None,
-            # One lineage is already one stack: show its images.
-            stacked=data.get("stacks") != "0" and lineage is None,
+            stacked=data.get("stacks") != "0" and not self.curated,
         )
 
     def params(self, **changes: str | None) -> dict[str, str]:

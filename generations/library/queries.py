@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 
+from django.db import connection
 from django.db.models import Count, Exists, ExpressionWrapper, F, IntegerField, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Substr
 from django.urls import reverse
@@ -34,6 +35,9 @@ MAX_STACK = 200
 FEW_PROMPTS = 200
 FEW_TASKS = 200
 FEW_IMAGES = 500
+# PostgreSQL checks each row of a walk at more cost than SQLite, and sorts a list quicker: measured at 2,000
+# starred images among 370,000, its walk took 75 ms and its list 15 ms (SQLite: 8 ms and 10 ms).
+POSTGRES_LIST_FACTOR = 4
 PROMPT_CHARS = 240  # of a prompt's text, in a tile's caption
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Order of actions in a stack's label ("Pan, Vary x6").
@@ -262,9 +266,13 @@ _VALUES = (
 )
 
 
-def _unindexed(name: str) -> ExpressionWrapper:
-    """A column + 0: the same value, which no index serves. SQLite then cannot pick that column's index to
-    walk in order, and starts from the short list or the lineage it is given instead (see Library)."""
+def _unindexed(name: str) -> ExpressionWrapper | F:
+    """On SQLite, a column + 0: the same value, which no index serves, so that SQLite cannot pick that
+    column's index to walk in time order, and starts from the short list or the lineage it is given instead
+    (see Library). PostgreSQL gets the column itself: its planner, which has statistics, chooses well, and
+    would misjudge how many rows `+ 0` keeps."""
+    if connection.vendor != "sqlite":
+        return F(name)
     return ExpressionWrapper(F(name) + 0, output_field=IntegerField())
 
 
@@ -338,8 +346,9 @@ class Library:
             named = CollectionItem.objects.filter(collection_id=f.collection_id)
         named = named.values_list("image_id", flat=True)
         self.condition &= Q(image_id__in=named)
-        few = list(named[: FEW_IMAGES + 1])
-        if len(few) <= FEW_IMAGES:
+        limit = FEW_IMAGES * (POSTGRES_LIST_FACTOR if connection.vendor == "postgresql" else 1)
+        few = list(named[: limit + 1])
+        if len(few) <= limit:
             self.lists &= Q(images__id__in=few)
 
     def _rows(self, *, by_root: bool = False) -> QuerySet:

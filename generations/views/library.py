@@ -91,7 +91,7 @@ def library(request: HttpRequest) -> HttpResponse:
     results_only = bool(htmx) and htmx.target == "library-results"
     scrolling = bool(htmx) and htmx.target == "lib-grid"
     if not form.is_valid():
-        context = _page_context(request, form, page=None, chips=[])
+        context = _page_context(request, form, page=None, chips=[], stacked=request.GET.get("stacks") != "0")
         if form.not_found:  # another team's collection or task: as if it did not exist, htmx or not
             return render(request, PAGE_TEMPLATE, context, status=404)
         if htmx:  # a filter changed in place: its message shows where the results were
