@@ -131,18 +131,28 @@ def test_the_library_flow(page: Page, library, artifacts):
     expect(page.locator(".tile--stack").first).to_be_visible()
 
     # Star by keyboard: Tab to a tile's star, Space; "f" on the tile undoes it.
-    first = page.locator("#lib-grid .tile:has(.fav__btn)").first
-    image_id = int(first.get_attribute("id")[1:])
-    first.locator(".tile__open").focus()
+    image_id = int(page.locator("#lib-grid .tile:has(.fav__btn)").first.get_attribute("id")[1:])
+    tile = page.locator(f"#i{image_id}")
+    tile.locator(".tile__open").focus()
     page.keyboard.press("Tab")
-    star = first.locator(".fav__btn")
-    expect(star).to_be_focused()
+    expect(tile.locator(".fav__btn")).to_be_focused()
     page.keyboard.press("Space")
-    expect(first.locator(".fav__btn")).to_have_attribute("aria-pressed", "true")
+    expect(tile.locator(".fav__btn")).to_have_attribute("aria-pressed", "true")
     assert Favourite.objects.filter(user=library["alice"], image_id=image_id).exists()
-    expect(first.locator(".fav__btn")).to_be_focused()  # the keyboard stays on the star
+    expect(tile.locator(".fav__btn")).to_be_focused()  # the keyboard stays on the star
+
+    # My favourites: that image alone, never stacked; leaving them brings the stacks back.
+    page.get_by_text("★ Favourites").click()
+    expect(tiles(page)).to_have_count(1)
+    expect(tile).to_be_visible()
+    expect(page.get_by_role("radio", name="Stacks")).to_be_disabled()
+    page.get_by_text("★ Favourites").click()
+    expect(page.locator(".tile--stack").first).to_be_visible()
+    assert "stacks" not in page.url
+
+    tile.locator(".tile__open").focus()
     page.keyboard.press("f")
-    expect(first.locator(".fav__btn")).to_have_attribute("aria-pressed", "false")
+    expect(tile.locator(".fav__btn")).to_have_attribute("aria-pressed", "false")
     page.wait_for_function(f"() => document.getElementById('f{image_id}').getAttribute('aria-pressed') === 'false'")
     assert not Favourite.objects.filter(user=library["alice"], image_id=image_id).exists()
 

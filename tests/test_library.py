@@ -207,7 +207,9 @@ def test_it_shows_my_favourites_only(alice_client, alice, bob, shelf):
     assert get_tiles(alice_client, f"{LIBRARY}?stacks=0&fav=1&author=bob") == []
     # Picked images are listed every one, never stacked (both are from t1's lineage).
     assert get_tiles(alice_client, f"{LIBRARY}?fav=1") == mine
-    assert b'id="stacks-on" disabled' in alice_client.get(f"{LIBRARY}?fav=1").content
+    assert (
+        b'<fieldset class="segmented lib-view" id="lib-view" disabled' in alice_client.get(f"{LIBRARY}?fav=1").content
+    )
 
 
 @pytest.mark.django_db
@@ -304,6 +306,11 @@ def test_it_answers_a_filter_change_with_the_results_and_a_clean_url(alice_clien
     assert response.status_code == 200
     assert response["HX-Push-Url"] == f"{LIBRARY}?author=bob"
     assert b'id="library-results"' in response.content and b"<html" not in response.content
+    # The Stacks toggle comes along (out of band), locked for favourites, which list every image.
+    assert b'<div id="lib-view-slot" hx-swap-oob="innerHTML">' in response.content
+    assert b"disabled" not in response.content.split(b"</fieldset>")[0]
+    favourites = alice_client.get(f"{LIBRARY}?fav=1", headers={**HTMX, "HX-Target": "library-results"})
+    assert b'<fieldset class="segmented lib-view" id="lib-view" disabled' in favourites.content
 
 
 # --- The cursor: page boundaries, ties on time, rows deleted mid-scroll, Back to the same place -----------

@@ -106,7 +106,13 @@ def library(request: HttpRequest) -> HttpResponse:
     library_ = Library(team_id=request.team.pk, user_id=request.user.pk, filters=filters)
     page = library_.page(after=data["cursor"], until=data["until"])
     context = _page_context(
-        request, form, page=page, stacked=filters.stacked, chips=form.chips(), query=urlencode(form.params())
+        request,
+        form,
+        page=page,
+        stacked=filters.stacked,
+        view_locked=form.curated and data.get("stacks") != "0",
+        chips=form.chips(),
+        query=urlencode(form.params()),
     )
     if scrolling:
         url, shown, top = _window_url(request, form, page) if page.tiles else ("", 0, None)
@@ -115,7 +121,7 @@ def library(request: HttpRequest) -> HttpResponse:
         return replace_url(response, url) if url else response
     context["more"] = _more(form, page, top=data["cursor"], shown=len(page.tiles))
     if results_only:
-        response = render(request, f"{PAGE_TEMPLATE}#results", context)
+        response = render(request, f"{PAGE_TEMPLATE}#results", {**context, "oob_toggle": True})
         return push_url(response, _library_url(form.params()))
     return render(request, PAGE_TEMPLATE, context)
 
