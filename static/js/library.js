@@ -14,8 +14,10 @@
     return [...document.querySelectorAll("#lib-grid .tile")].find((tile) => tile.getBoundingClientRect().bottom > top);
   };
   window.addEventListener("pagehide", () => {
-    const tile = firstVisibleTile();
-    if (!tile || !document.getElementById("lib-grid")) return;
+    const visible = firstVisibleTile();
+    if (!visible || !document.getElementById("lib-grid")) return;
+    // An opened stack comes back folded: its first tile is the folded stack's own.
+    const tile = visible.closest(".stack-open")?.querySelector(".tile") ?? visible;
     const anchor = { href: location.href, id: tile.id, top: tile.getBoundingClientRect().top };
     sessionStorage.setItem(ANCHOR_KEY, JSON.stringify(anchor));
   });
