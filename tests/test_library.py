@@ -418,10 +418,20 @@ def test_a_long_scroll_window_restarts_at_the_previous_page(alice_client, many, 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("junk", ["²", "-3", "x", "9" * 30, "1.2.3"])
+def test_a_scroll_request_with_junk_window_numbers_still_answers(alice_client, many, junk):
+    """`shown`, `top` and `prev` only shape the next address: junk in them is ignored, never a 500."""
+    url = f"{LIBRARY}?stacks=0&shown={junk}&top={junk}&prev={junk}"
+    response = alice_client.get(url, headers={**HTMX, "HX-Target": "lib-grid"})
+    assert response.status_code == 200
+    assert len(tile_ids(response.content.decode())) == 24
+
+
+@pytest.mark.django_db
 def test_positions_round_trip():
     position = Position(created_at=T0 + timedelta(microseconds=7), task_id=12, index=3)
     assert Position.decode(position.encode()) == position
-    for bad in ("", "1.2", "a.b.c", "1.2.5", "-1.2.3", "1.2.3.4", f"{10**18}.1.1"):
+    for bad in ("", "1.2", "a.b.c", "1.2.5", "-1.2.3", "1.2.3.4", f"{10**18}.1.1", "².1.1", "١.١.١"):
         with pytest.raises(ValueError):
             Position.decode(bad)
 

@@ -60,7 +60,7 @@ class Position:
     def decode(cls, value: str) -> Position:
         """Raises ValueError for anything that is not an encoded position."""
         parts = value.split(".")
-        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
             raise ValueError(value)
         micros, task_id, index = (int(p) for p in parts)
         try:

@@ -189,4 +189,4 @@ def _position(value: str | None) -> Position | None:
 
 
 def _int(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and len(value) < 7 else 0
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 7 else 0
