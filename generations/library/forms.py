@@ -129,7 +129,8 @@ class LibraryFiltersForm(forms.Form):
             for error in self.errors.as_data().get(name, [])
         )
 
-    def filters(self, *, user_id: int) -> Filters:
+    def filters(self) -> Filters:
+        """What the valid form asks for, as the query takes it."""
         data = self.cleaned_data
         lineage = data.get("lineage")
         return Filters(
@@ -138,9 +139,7 @@ class LibraryFiltersForm(forms.Form):
             action=data.get("action") or "",
             statuses=STATUS_GROUPS[data["status"]][1] if data.get("status") else (),
             created_from=_day_start(data["from"]) if data.get("from") else None,
-            created_before=_day_start(data["to"] + timedelta(days=1))
-            if data.get("to") and data["to"] < date.max
-            else None,
+            created_before=_day_start(data["to"] + timedelta(days=1)) if data.get("to") else None,
             mode=data.get("mode") or "",
             aspect_ratio=data.get("ratio") or "",
             favourites=data.get("fav") == "1",

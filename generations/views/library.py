@@ -102,7 +102,7 @@ def library(request: HttpRequest) -> HttpResponse:
         return redirect(_library_url(_clean_params(request.GET)))
 
     data = form.cleaned_data
-    filters = form.filters(user_id=request.user.pk)
+    filters = form.filters()
     library_ = Library(team_id=request.team.pk, user_id=request.user.pk, filters=filters)
     page = library_.page(after=data["cursor"], until=data["until"])
     context = _page_context(
@@ -138,7 +138,7 @@ def library_stack(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(_library_url({"lineage": str(root_id)}))
     if not request.htmx:
         return redirect(_library_url(form.params(lineage=str(root_id), stacks=None)))
-    filters = form.filters(user_id=request.user.pk)
+    filters = form.filters()
     library_ = Library(team_id=request.team.pk, user_id=request.user.pk, filters=filters)
     context = {"form": form, "root_id": root_id, "query": urlencode(form.params()), "csrf_input": csrf_input(request)}
     if request.GET.get("fold") == "1":
