@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, provenance, studio, system, tasks, usage
+from generations.views import accounts, collections, library, provenance, studio, system, tasks, usage
 
 app_name = "generations"
 
@@ -20,9 +20,12 @@ urlpatterns = [
     path("collections/<int:pk>/rename/", collections.collection_rename, name="collection_rename"),
     path("collections/<int:pk>/delete/", collections.collection_delete, name="collection_delete"),
     path("collections/<int:pk>/export/", provenance.collection_export, name="collection_export"),
-    # Before image_file: "collections" would otherwise be taken for a variant.
+    # Before image_file, whose <variant> would otherwise take "collections" or "favourite".
     path("images/<int:pk>/collections/", collections.image_collections, name="image_collections"),
     path("compare/", provenance.compare, name="compare"),
+    path("library/", library.library, name="library"),
+    path("library/stacks/<int:pk>/", library.library_stack, name="library_stack"),
+    path("images/<int:pk>/favourite/", library.image_favourite, name="image_favourite"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
     path("usage/", usage.usage, name="usage"),

@@ -234,6 +234,28 @@ ROUTES = {
         {"collection": ("{collection_id}",), "op": ("add", "remove"), "new_name": ("Board",)},
     ),
     "usage": Route("/usage/", ("GET",), {"metric": ("tasks", "credits")}),
+    "library": Route(
+        "/library/",
+        ("GET",),
+        {
+            "q": ("ca phe", "dang", "a"),
+            "action": ("imagine", "upscale"),
+            "status": ("finished", "failed"),
+            "mode": ("fast",),
+            "ratio": ("1:1",),
+            "fav": ("1",),
+            "collection": ("{collection_id}",),
+            "lineage": ("{task_id}",),
+            "stacks": ("0", ""),
+            "from": ("2026-01-01",),
+            "to": ("2026-12-31", "1999-01-01"),
+            "cursor": ("", "x"),
+            "top": ("x",),
+            "shown": ("24", "²"),
+        },
+    ),
+    "library_stack": Route("/library/stacks/{task}/", ("GET",), {"fold": ("1",), "q": ("phe",)}),
+    "image_favourite": Route("/images/{image}/favourite/", ("POST",), {"on": ("1", "0", "")}),
 }
 
 

@@ -1,0 +1,1 @@
+"""The team library: what the /library/ pages read (search, filters, the keyset cursor, stacks)."""
