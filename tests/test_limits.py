@@ -197,15 +197,19 @@ def test_the_rule_costs_two_indexed_queries(alice, team, settings):
     plans = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL enable_seqscan = off")  # tiny tables: make the planner show its index
+            from tests.conftest import history_for_the_planner
+
+            history_for_the_planner(team, alice)  # PostgreSQL plans by statistics: give it a real history
+            cursor.execute("SET LOCAL enable_seqscan = off")
         explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
         for sql, params in executed:  # as sent, parameters bound: the plan the database really uses
             cursor.execute(explain + sql, params)
             plans.append(" ".join(str(column) for row in cursor.fetchall() for column in row))
     assert "task_user_recent" in plans[0]
-    assert "task_team_status" in plans[1]
     if connection.vendor == "sqlite":
         assert "COVERING INDEX task_team_status" in plans[1]  # the count and the first deadline from the index
+    else:  # an index of the rows in flight (the planner picks which by statistics), never the team's history
+        assert any(index in plans[1] for index in ("task_team_status", "task_status_deadline", "task_status_heard"))
 
 
 # --- Login (django-axes) --------------------------------------------------------------------------------------
