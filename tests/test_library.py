@@ -499,7 +499,8 @@ def test_a_tile_shows_prompt_author_and_action_and_links_to_its_actions(alice_cl
     assert "harbour at dawn" in tile and "bob · Vary (strong) of image 2" in tile
     assert f'src="/images/{image.pk}/thumb/"' in tile and 'loading="lazy"' in tile
     assert 'width="1024" height="1024"' in tile
-    assert f'href="/tasks/{shelf[2].pk}/#task-{shelf[2].pk}-image-1">Actions</a>' in tile
+    assert f'href="/tasks/{shelf[2].pk}/actions/?index=1">Actions</a>' in tile  # the image's own menu
+    assert b"Vary" in alice_client.get(f"/tasks/{shelf[2].pk}/actions/?index=1").content
     assert f'action="/images/{image.pk}/favourite/"' in tile and 'aria-pressed="false"' in tile
 
 

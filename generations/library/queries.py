@@ -117,6 +117,7 @@ def _url_prefixes() -> dict[str, str]:
     """URL shapes reversed once per process (a page has hundreds of links; reversing each costs)."""
     return {
         "task": reverse("generations:task_detail", args=[0]).replace("/0/", "/{}/"),
+        "actions": reverse("generations:task_image_actions", args=[0]).replace("/0/", "/{}/"),
         "thumb": reverse("generations:image_file", args=[0, "thumb"]).replace("/0/", "/{}/"),
         "favourite": reverse("generations:image_favourite", args=[0]).replace("/0/", "/{}/"),
         "stack": reverse("generations:library_stack", args=[0]).replace("/0/", "/{}/"),
@@ -167,6 +168,13 @@ class Tile:
         """The task's page, at this image (its actions are there)."""
         url = _url_prefixes()["task"].format(self.task_id)
         return f"{url}#task-{self.task_id}-image-{self.index}" if self.image_id else url
+
+    @property
+    def actions_url(self) -> str:
+        """The image's own action menu (Vary, Upscale, Pan, Zoom), once it is saved; else the task's page."""
+        if self.shows_image and self.status == Task.Status.FINISHED:
+            return _url_prefixes()["actions"].format(self.task_id) + f"?index={self.index}"
+        return self.task_url
 
     @property
     def thumb_url(self) -> str:
