@@ -58,6 +58,7 @@ def log_in(page: Page, url: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Imagine")).to_be_visible()
+    page.wait_for_load_state("domcontentloaded")  # the deferred scripts have run
 
 
 def test_create_a_collection_then_add_an_image_by_keyboard(page: Page, studio, artifacts):

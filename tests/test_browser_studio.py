@@ -49,6 +49,7 @@ def log_in(page: Page, studio: str, username: str = "alice") -> None:
     page.get_by_label("Password").fill("a-long-test-password")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Imagine")).to_be_visible()
+    page.wait_for_load_state("domcontentloaded")  # the deferred scripts have run: Ctrl+Enter and the menus work
 
 
 def newest_card(page: Page):
