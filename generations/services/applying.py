@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from generations import actions
 from generations.apiframe import InvalidPayload, TaskState
 from generations.models import Image, Task, WebhookDelivery
 from generations.services import mirroring
@@ -114,7 +115,7 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
             logger.warning("task %s: finished without usable image URLs", task.pk)
             status = Task.Status.PROCESSING
     if status == Task.Status.FINISHED:
-        changes.update(percentage=100, error="", credits=credits_for(task.action), result=without_secrets(state.raw))
+        changes.update(percentage=100, error="", credits=actions.price(task.action), result=without_secrets(state.raw))
     elif status == Task.Status.FAILED:
         error = state.error or "Midjourney could not complete this task."
         changes.update(error=storable_text(error)[:500], result=without_secrets(state.raw))
@@ -150,10 +151,6 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
         if log_body is not None:
             delivery = webhook_record(body=log_body, state=state, outcome=outcome, task=task)
     return outcome, task, delivery
-
-
-def credits_for(action: str) -> int:
-    return settings.MJSTUDIO_CREDIT_PRICES.get(action, 0)
 
 
 def webhook_receive(*, body: dict) -> tuple[str, WebhookDelivery]:
