@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/live_latency.py
 	$(PY) bench/webhook_ingest.py
 	$(PY) bench/library.py
+	$(PY) bench/library_pages.py
 	$(PY) bench/usage_page.py
 	$(PY) bench/task_page.py
 	$(PY) bench/export_memory.py

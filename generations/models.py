@@ -113,6 +113,7 @@ class Task(models.Model):
         Status.FINISHED: 9,
     }
     IN_FLIGHT: ClassVar[tuple[str, ...]] = (Status.QUEUED, Status.SUBMITTING, Status.PENDING, Status.PROCESSING)
+    FAILED_STATUSES: ClassVar[tuple[str, ...]] = (Status.FAILED, Status.TIMED_OUT)  # ended without images; Retry
     GRID_ACTIONS: ClassVar[tuple[str, ...]] = (Action.IMAGINE, Action.REROLL, Action.VARY, Action.PAN, Action.ZOOM)
 
     team = models.ForeignKey(Team, models.CASCADE, related_name="tasks")
@@ -222,11 +223,17 @@ class Task(models.Model):
 
     @property
     def can_retry(self) -> bool:
-        return self.status in (self.Status.FAILED, self.Status.TIMED_OUT)
+        return self.status in self.FAILED_STATUSES
 
     def describe(self) -> str:
         """What this task did, in the words of its lineage line: "Pan right of image 3"."""
         return actions.describe(self.action, self.option, self.parent_index) or self.get_action_display()
+
+
+class ImageQuerySet(models.QuerySet["Image"]):
+    def mirror_pending(self) -> ImageQuerySet:
+        """Images still being saved: not stored yet, and their mirror has not given up (`Image.mirror_gave_up`)."""
+        return self.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
 
 
 class Image(models.Model):
@@ -252,6 +259,8 @@ class Image(models.Model):
     # The job queued to retry it, so the poller does not queue another while that one still waits.
     mirror_job_id = models.CharField(max_length=64, blank=True, editable=False)
     mirrored_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ("task", "index")

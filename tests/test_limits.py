@@ -197,7 +197,7 @@ def test_the_rule_costs_two_indexed_queries(alice, team, settings):
     plans = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            from tests.conftest import history_for_the_planner
+            from tests.planner import history_for_the_planner
 
             history_for_the_planner(team, alice)  # PostgreSQL plans by statistics: give it a real history
             cursor.execute("SET LOCAL enable_seqscan = off")

@@ -666,7 +666,7 @@ def test_the_in_flight_check_reads_an_index_not_the_teams_history(
 ):
     from django.db import connection
 
-    from tests.conftest import history_for_the_planner
+    from tests.planner import history_for_the_planner
 
     make_task(status="finished")
     queries = {

@@ -146,6 +146,7 @@ def test_a_failed_download_keeps_no_half_file_and_is_tried_again(studio_upstream
     assert task.status == "finished"
     mirroring.task_mirror_images(task_id=task.pk)
     images = list(task.images.all())
+    assert len(images) == 4
     assert all(not i.is_mirrored and i.mirror_attempts == 1 and "500" in i.mirror_error for i in images)
     assert not default_storage.exists("images") or not default_storage.listdir("images")[1]
     from django.tasks import default_task_backend

@@ -97,7 +97,7 @@ def task_apply_state(*, state: TaskState) -> tuple[str, Task | None]:
 def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None, WebhookDelivery | None]:
     """task_apply_state, and with `log_body` the webhook log row written in the same transaction."""
     # Read and worked out before the write transaction: on SQLite it holds the database's one write lock.
-    task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status").first()
+    task = Task.objects.filter(apiframe_task_id=state.task_id).only("pk", "action", "status", "collection_id").first()
     if task is None:
         delivery = None
         if log_body is not None:
@@ -142,7 +142,8 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
                     [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
                     ignore_conflicts=True,
                 )
-                collection_add_task_images(task_id=task.pk)  # the composer's chosen collection, if any
+                if task.collection_id:  # the collection the composer chose
+                    collection_add_task_images(task_id=task.pk)
                 transaction.on_commit(lambda: mirroring.task_mirror_enqueue(task_id=task.pk))
         else:
             outcome = WebhookDelivery.Outcome.STALE

@@ -61,7 +61,7 @@ class _Downloaded:
 
 def task_mirror_images(*, task_id: int) -> None:
     """Download, verify and store each image of a finished task once, with a WebP thumbnail."""
-    pending = Image.objects.filter(task_id=task_id, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
+    pending = Image.objects.mirror_pending().filter(task_id=task_id)
     own = list(pending.values_list("pk", flat=True))
     if not own:
         return
@@ -97,7 +97,8 @@ def image_mirror_once(*, image_id: int) -> None:
         # One attempt, counted now: a worker killed mid-download has spent it too. Until the claim runs out
         # nobody else takes the image; after that, it is due again.
         claimed = (
-            Image.objects.filter(pk=image_id, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
+            Image.objects.mirror_pending()
+            .filter(pk=image_id)
             .filter(Q(mirror_next_at=None) | Q(mirror_next_at__lte=now))
             .update(
                 mirror_attempts=F("mirror_attempts") + 1,
@@ -137,12 +138,11 @@ def _image_failed(*, image: Image, exc: Exception) -> None:
 def images_retry_schedule(*, image_ids: set[int]) -> None:
     """Queue one retry per task for these images backing off, unless a queued job will already run by then."""
     waiting: dict[int, list[Image]] = {}
-    backing_off = Image.objects.filter(
-        pk__in=image_ids,
-        mirrored_at=None,
-        mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS,
-        mirror_next_at__gt=timezone.now(),
-    ).only("pk", "task_id", "mirror_next_at", "mirror_job_id")
+    backing_off = (
+        Image.objects.mirror_pending()
+        .filter(pk__in=image_ids, mirror_next_at__gt=timezone.now())
+        .only("pk", "task_id", "mirror_next_at", "mirror_job_id")
+    )
     for image in backing_off:
         waiting.setdefault(image.task_id, []).append(image)
     for task_id, images in waiting.items():

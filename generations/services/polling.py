@@ -103,7 +103,7 @@ def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.
     now = now or timezone.now()
     lost = now - timedelta(seconds=grace)
     overdue = (
-        Image.objects.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
+        Image.objects.mirror_pending()
         .filter(Q(mirror_next_at__lt=lost) | Q(mirror_next_at=None, task__finished_at__lt=lost))
         .order_by("task_id")
         .values_list("task_id", "mirror_job_id")

@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 USAGE_DAYS = 30
 TOP_LINEAGES = 10
-FAILED_STATUSES = (Task.Status.FAILED, Task.Status.TIMED_OUT)
 
 # A day's numbers stop changing once its tasks have ended: finished, failed, or timed out and past the 6 hours in
 # which the poller still asks about a late result. Days over for this long are counted once and cached, so a view
@@ -139,7 +138,7 @@ class _Tally:
                 tasks=Count("pk"),
                 credits=Sum("credits"),
                 finished=Count("pk", filter=Q(status=Task.Status.FINISHED)),
-                failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
+                failed=Count("pk", filter=Q(status__in=Task.FAILED_STATUSES)),
             )
             .order_by()
         )

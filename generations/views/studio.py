@@ -49,9 +49,7 @@ def team_is_busy(team: Team) -> bool:
     """Anything of the team in flight, or an image still being saved: then the page asks for news often."""
     return (
         Task.objects.for_team(team).in_flight().exists()
-        or Image.objects.filter(
-            task__team=team, mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS
-        ).exists()
+        or Image.objects.mirror_pending().filter(task__team=team).exists()
     )
 
 
@@ -63,7 +61,7 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
     }
 
 
-def _studio_context(request: HttpRequest, **extra: object) -> dict:
+def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object) -> dict:
     team = request.team
     mine_only = _mine_only(request)
     return {
@@ -71,7 +69,7 @@ def _studio_context(request: HttpRequest, **extra: object) -> dict:
         "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
-        "form": ImagineForm(initial={"idempotency_key": uuid.uuid4()}, team=team),
+        "form": form,
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
         **extra,
     }
