@@ -43,11 +43,15 @@ def _current_team(request: HttpRequest) -> Team | None:
 
 
 class TeamMiddleware:
-    """Sets `request.team` once for every view: lazily, so the webhook and static files never look it up."""
+    """Sets `request.team` (and `request.is_team_owner`) for every view: lazily, so the webhook and static files
+    never look them up."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.team = SimpleLazyObject(lambda: _current_team(request))
+        request.is_team_owner = SimpleLazyObject(
+            lambda: bool(request.team) and teams.is_team_owner(user=request.user, team=request.team)
+        )
         return self.get_response(request)

@@ -26,6 +26,8 @@ class Team(models.Model):
         related_name="personal_team",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by an owner: the team's queued tasks wait (nothing is sent upstream) until it is cleared.
+    queue_paused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("name",)
@@ -35,8 +37,16 @@ class Team(models.Model):
 
 
 class Membership(models.Model):
+    class Role(models.TextChoices):
+        # Creates, flags and shortlists.
+        MEMBER = "member", "Member"
+        # Also moderates the team from the site (review queue, hide/restore, blocklist), manages members,
+        # approves images and pauses the team's queue. Staff (the Django admin) is the user's own flag.
+        OWNER = "owner", "Owner"
+
     team = models.ForeignKey(Team, models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role, default=Role.MEMBER)
     joined_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -73,6 +83,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
     def for_team(self, team: Team) -> TaskQuerySet:
         return self.filter(team=team)
+
+    def visible_to(self, user: object) -> TaskQuerySet:
+        """Hidden tasks are gone for everyone but staff (who see them, marked as hidden)."""
+        return self if getattr(user, "is_staff", False) else self.filter(hidden_at=None)
 
     def for_cards(self) -> TaskQuerySet:
         """With everything a task card shows, in a fixed number of queries."""
@@ -151,6 +165,15 @@ class Task(models.Model):
     # When Apiframe last told us anything about this task (webhook or fetch); the poller looks at it.
     last_heard_at = models.DateTimeField(null=True, blank=True)
 
+    # Moderation (services/moderation.py owns these writes; every change is audited).
+    # When the oldest open flag was raised: set by the first flag, cleared with the flags; the review queue.
+    flagged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hidden_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    hidden_reason = models.CharField(max_length=300, blank=True, editable=False)
+
     objects = TaskQuerySet.as_manager()
 
     class Meta:
@@ -180,6 +203,8 @@ class Task(models.Model):
             # cannot match a partial index's `status IN (...)` against a bound `status IN (?, ...)`.
             models.Index(fields=("status", "last_heard_at"), name="task_status_heard"),
             models.Index(fields=("status", "deadline"), name="task_status_deadline"),
+            # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
+            models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
         ]
         constraints = [
             # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
@@ -222,6 +247,10 @@ class Task(models.Model):
         return self.status == self.Status.FINISHED and bool(images) and all(i.is_mirrored for i in images)
 
     @property
+    def is_hidden(self) -> bool:
+        return self.hidden_at is not None
+
+    @property
     def can_retry(self) -> bool:
         return self.status in self.FAILED_STATUSES
 
@@ -231,6 +260,12 @@ class Task(models.Model):
 
 
 class ImageQuerySet(models.QuerySet["Image"]):
+    def visible_to(self, user: object) -> ImageQuerySet:
+        """Hidden images, and the images of hidden tasks, are gone for everyone but staff."""
+        if getattr(user, "is_staff", False):
+            return self
+        return self.filter(hidden_at=None, task__hidden_at=None)
+
     def mirror_pending(self) -> ImageQuerySet:
         """Images still being saved: not stored yet, and their mirror has not given up (`Image.mirror_gave_up`)."""
         return self.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
@@ -260,6 +295,27 @@ class Image(models.Model):
     mirror_job_id = models.CharField(max_length=64, blank=True, editable=False)
     mirrored_at = models.DateTimeField(null=True, blank=True)
 
+    # Moderation (services/moderation.py owns these writes; every change is audited).
+    # When the oldest open flag was raised: set by the first flag, cleared with the flags; the review queue.
+    flagged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hidden_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    hidden_reason = models.CharField(max_length=300, blank=True, editable=False)
+
+    class Review(models.TextChoices):
+        NONE = "", "Not reviewed"
+        SHORTLISTED = "shortlisted", "Shortlisted"  # any member
+        APPROVED = "approved", "Approved"  # owners only
+        REJECTED = "rejected", "Rejected"  # owners only
+
+    review_state = models.CharField(max_length=12, choices=Review, default=Review.NONE, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = ImageQuerySet.as_manager()
 
     class Meta:
@@ -273,6 +329,8 @@ class Image(models.Model):
             models.Index(
                 fields=("mirrored_at", "mirror_attempts"), name="image_mirror_pending", condition=Q(mirrored_at=None)
             ),
+            # The review queue: flagged images, oldest flag first.
+            models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -281,6 +339,10 @@ class Image(models.Model):
     @property
     def is_mirrored(self) -> bool:
         return self.mirrored_at is not None
+
+    @property
+    def is_hidden(self) -> bool:
+        return self.hidden_at is not None
 
     @property
     def mirror_gave_up(self) -> bool:
@@ -390,3 +452,120 @@ class Chore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.last_run_at}"
+
+
+class Flag(models.Model):
+    """A member's report of an image or a task (exactly one), open until a moderator clears it (or hides the item)."""
+
+    class Reason(models.TextChoices):
+        SEXUAL = "sexual", "Sexual or nudity"
+        VIOLENCE = "violence", "Violence or gore"
+        HATEFUL = "hateful", "Hateful or harassing"
+        REAL_PERSON = "real_person", "Depicts a real person"
+        COPYRIGHT = "copyright", "Copyright or trademark"
+        OFF_BRIEF = "off_brief", "Off-brief or spam"
+        OTHER = "other", "Other"
+
+    NOTE_MAX_LENGTH = 500
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="flags")
+    image = models.ForeignKey(Image, models.CASCADE, null=True, blank=True, related_name="flags")
+    task = models.ForeignKey(Task, models.CASCADE, null=True, blank=True, related_name="flags")
+    reason = models.CharField(max_length=12, choices=Reason)
+    note = models.CharField(max_length=NOTE_MAX_LENGTH, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="flags")
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set when a moderator clears the flag or hides the item: it leaves the queue, and stays as history.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(image__isnull=False, task__isnull=True) | Q(image__isnull=True, task__isnull=False),
+                name="flag_image_or_task",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=("image", "resolved_at"), name="flag_image_open"),
+            models.Index(fields=("task", "resolved_at"), name="flag_task_open"),
+            models.Index(fields=("team", "resolved_at", "created_at"), name="flag_team_open"),
+        ]
+
+    def __str__(self) -> str:
+        target = f"image {self.image_id}" if self.image_id else f"task {self.task_id}"
+        return f"{self.get_reason_display()} on {target}"
+
+
+class BlockedTerm(models.Model):
+    """A word, phrase or regular expression that no prompt may send upstream: a team's own (owners edit it on
+    the site) or site-wide (team empty; staff edit it in the admin). Matched case- and accent-insensitively,
+    as whole words (services/blocklist.py)."""
+
+    MAX_LENGTH = 200
+
+    team = models.ForeignKey(Team, models.CASCADE, null=True, blank=True, related_name="blocked_terms")
+    text = models.CharField(max_length=MAX_LENGTH)
+    is_regex = models.BooleanField(
+        default=False,
+        help_text="A Python regular expression, matched against the prompt lower-cased and without accents.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("text",)
+
+    def __str__(self) -> str:
+        return f"/{self.text}/" if self.is_regex else self.text
+
+
+class AuditEntry(models.Model):
+    """Who did what to what, when and why: one row per moderation or operations act. Written by the services
+    only; read-only in the admin."""
+
+    class Act(models.TextChoices):
+        FLAG = "flag", "Flagged"
+        HIDE = "hide", "Hid"
+        RESTORE = "restore", "Restored"
+        CLEAR_FLAGS = "clear_flags", "Cleared flags"
+        REVIEW = "review", "Reviewed"
+        BLOCKLIST_ADD = "blocklist_add", "Added a blocked term"
+        BLOCKLIST_CHANGE = "blocklist_change", "Changed a blocked term"
+        BLOCKLIST_REMOVE = "blocklist_remove", "Removed a blocked term"
+        PROMPT_BLOCKED = "prompt_blocked", "Prompt refused by the blocklist"
+        ROLE_CHANGE = "role_change", "Changed a role"
+        MEMBER_ADD = "member_add", "Added a member"
+        MEMBER_REMOVE = "member_remove", "Removed a member"
+        QUEUE_PAUSE = "queue_pause", "Paused the queue"
+        QUEUE_RESUME = "queue_resume", "Resumed the queue"
+        TASK_REFRESH = "task_refresh", "Refreshed from Apiframe"
+        TASK_FAIL = "task_fail", "Failed a task"
+        MIRROR_RETRY = "mirror_retry", "Retried a mirror"
+        WEBHOOK_REPLAY = "webhook_replay", "Replayed a webhook delivery"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    # Kept when the user or team is deleted: the name as it was stays in `actor_name`.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True)
+    team = models.ForeignKey(Team, models.SET_NULL, null=True, blank=True, related_name="+")
+    act = models.CharField(max_length=20, choices=Act)
+    # What it was done to: a model's name and primary key, and how it read at the time.
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ("-created_at", "-pk")
+        indexes = [
+            models.Index(fields=("-created_at",), name="audit_recent"),
+            models.Index(fields=("team", "-created_at"), name="audit_team_recent"),
+            models.Index(fields=("act", "-created_at"), name="audit_act_recent"),
+            models.Index(fields=("target_type", "target_id"), name="audit_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'system'}: {self.get_act_display()} {self.target_repr}".strip()

@@ -21,16 +21,23 @@ def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
     try:
         with transaction.atomic():
             team = Team.objects.create(name=f"{user.get_username()}'s team", personal_for=user)
-            Membership.objects.create(team=team, user=user)
+            Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
     except IntegrityError:  # another request made it first (or the user had left it: it is still theirs)
         team = Team.objects.get(personal_for=user)
-        Membership.objects.get_or_create(team=team, user=user)
+        Membership.objects.get_or_create(team=team, user=user, defaults={"role": Membership.Role.OWNER})
     return team
+
+
+def is_team_owner(*, user: AbstractBaseUser, team: Team) -> bool:
+    """Whether the user may moderate, approve and manage members in this team: its owners, and staff."""
+    if getattr(user, "is_staff", False):
+        return True
+    return Membership.objects.filter(team=team, user=user, role=Membership.Role.OWNER).exists()
 
 
 # Sandbox mode only (`make run` with the sandbox): a demo team and two logins, printed on purpose.
 DEMO_TEAM = "Demo studio"
-DEMO_USERS = ("demo", "alex")
+DEMO_USERS = ("demo", "alex")  # the first owns the demo team; the second is a member
 DEMO_PASSWORD = "mjstudio-demo"  # noqa: S105
 
 
@@ -41,4 +48,5 @@ def demo_logins_ensure() -> None:
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
-        Membership.objects.get_or_create(team=team, user=user)
+        role = Membership.Role.OWNER if username == DEMO_USERS[0] else Membership.Role.MEMBER
+        Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
