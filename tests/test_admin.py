@@ -34,12 +34,13 @@ def test_staff_add_a_user_to_a_team(staff_client, team, charlie):
             "memberships-TOTAL_FORMS": "1",
             "memberships-INITIAL_FORMS": "0",
             "memberships-0-user": charlie.pk,
+            "memberships-0-role": "member",
             "memberships-0-joined_at_0": "2026-11-24",
             "memberships-0-joined_at_1": "10:00:00",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert Membership.objects.filter(team=team, user=charlie).exists()
+    assert Membership.objects.get(team=team, user=charlie).role == Membership.Role.MEMBER
 
 
 def test_the_admin_is_for_staff_only(alice_client):
