@@ -569,3 +569,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name or 'system'}: {self.get_act_display()} {self.target_repr}".strip()
+
+
+class StuckTask(Task):
+    """Tasks that need a hand (services/operations.tasks_stuck): the admin's stuck-work list, with its actions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "stuck task"

@@ -153,7 +153,9 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     """Serve a mirrored image to members of its team only (files are never public)."""
     if variant not in ("thumb", "full"):
         raise Http404("No such image variant.")
-    image = get_object_or_404(Image.objects.select_related("task__prompt"), pk=pk, task__team=request.team)
+    images = Image.objects.select_related("task__prompt")
+    # Staff see any team's images (the admin's thumbnails); everyone else only their current team's.
+    image = get_object_or_404(images if request.user.is_staff else images.filter(task__team=request.team), pk=pk)
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
