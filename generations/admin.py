@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
+from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -51,12 +53,25 @@ class TeamAdmin(admin.ModelAdmin):
 BOTH = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]  # an action in the list and on the object's page
 
 
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_CAP rows: a filter or search matching tens of thousands (a week of tasks, a common
+    prompt word) stops counting there instead of walking every match. Pages past the cap are out of reach:
+    narrow the filter. The list then says "more than 10,000" (templates/admin/generations/pagination.html)."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.COUNT_CAP + 1].count()
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written by the studio's services only: staff read them and act through actions, never edit them
     (an edit here would skip the service's rules and its audit row)."""
 
     list_per_page = 50
     show_full_result_count = False  # "N results (M total)" would count the whole table on every page
+    paginator = CappedPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -420,7 +435,7 @@ class TaskListMixin:
     def number(self, task: Task) -> str:
         return f"#{task.pk}"
 
-    @admin.display(description="image")
+    @admin.display(description="preview")
     def thumb(self, task: Task) -> str:
         images = getattr(task, "listed_images", None) or [None]
         return _thumbnail(images[0])
@@ -537,7 +552,7 @@ class ImageAdmin(ReadOnlyAdmin):
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return _search(queryset, search_term, task="task__"), False
 
-    @admin.display(description="image")
+    @admin.display(description="preview")
     def thumb(self, image: Image) -> str:
         return _thumbnail(image)
 
@@ -688,6 +703,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_help_text = "Words of what was acted on, or of the reason."
     list_per_page = 50
     show_full_result_count = False
+    paginator = CappedPaginator
     readonly_fields = ("target", "pretty_details")
     exclude = ("details",)
 

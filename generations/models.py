@@ -205,6 +205,8 @@ class Task(models.Model):
             models.Index(fields=("status", "deadline"), name="task_status_deadline"),
             # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
             models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
+            # The admin's "moderation: hidden" filter: few rows among many.
+            models.Index(fields=("hidden_at",), name="task_hidden", condition=Q(hidden_at__isnull=False)),
         ]
         constraints = [
             # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
@@ -331,6 +333,10 @@ class Image(models.Model):
             ),
             # The review queue: flagged images, oldest flag first.
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
+            # The admin's "moderation: hidden" filter, and its review-state filter, newest first (an approved
+            # image is rare among hundreds of thousands: without it, a scan of them all).
+            models.Index(fields=("hidden_at",), name="image_hidden", condition=Q(hidden_at__isnull=False)),
+            models.Index(fields=("review_state", "id"), name="image_review_state"),
         ]
 
     def __str__(self) -> str:

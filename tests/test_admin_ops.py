@@ -162,6 +162,20 @@ def test_the_task_list_filters_and_searches(staff, make_task, ada, query):
     assert staff.get(f"/admin/generations/task/{query}").status_code == 200
 
 
+def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypatch):
+    from generations.admin import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "COUNT_CAP", 3)
+    for _ in range(5):
+        make_task()
+
+    capped = staff.get("/admin/generations/task/").content.decode()
+    exact = staff.get("/admin/generations/task/?status__exact=pending&action__exact=imagine&q=af-none").content.decode()
+
+    assert "More than 3 tasks" in capped
+    assert "0 tasks" in exact
+
+
 def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task, alice):
     wanted = make_task(upstream_id="af-7f3c")
     other = make_task(upstream_id="af-0000")
