@@ -93,7 +93,7 @@ LISTS = [
     ("task", "?created_at__gte={week}"),
     ("task", "?q=bench-4242"),
     ("task", "?q=lighthouse+fog"),
-    ("task", "?p=500"),
+    ("task", "?p=150"),  # the last pages within the count cap
     ("image", ""),
     ("image", "?moderation=flagged"),
     ("image", "?moderation=hidden"),

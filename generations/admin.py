@@ -10,7 +10,7 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -62,7 +62,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.COUNT_CAP + 1].count()
+        # Unordered: with the list's ORDER BY id, SQLite walks the table in id order instead of a filter's index.
+        return self.object_list.order_by()[: self.COUNT_CAP + 1].count()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -126,18 +127,29 @@ def _pretty_json(value: object) -> str:
 
 
 def _search(queryset: QuerySet, term: str, *, task: str = "") -> QuerySet:
-    """An Apiframe task id (exact, on its unique index), a task number, or prompt words through the library's
-    search index (FTS5 trigram on SQLite, pg_trgm on PostgreSQL): never a LIKE scan of the task table.
-    `task` is the path from the listed model to its task ("task__" for images)."""
+    """An Apiframe task id or a task number, exactly (one lookup on a unique index), else prompt words through the
+    library's search index (FTS5 trigram on SQLite, pg_trgm on PostgreSQL): never a LIKE scan of the tasks.
+    One or the other, not both ORed: an OR makes SQLite gather every match of the words and sort them (85 ms
+    for a common word at 100,000 tasks, against 15 ms). `task` is the path from the listed model to its task."""
     term = term.strip()
     if not term:
         return queryset
-    condition = Q(**{f"{task}apiframe_task_id": term})
-    if term.isdigit():
-        condition |= Q(**{f"{task}pk": int(term)})
-    if terms := search_terms(term):
-        condition |= Q(**{f"{task}prompt__in": Prompt.objects.filter(matching_prompts(terms)).values("pk")})
-    return queryset.filter(condition)
+    exact = Q(apiframe_task_id=term) | (Q(pk=int(term)) if term.isdigit() and len(term) < 19 else Q(pk__in=[]))
+    if (found := Task.objects.filter(exact).values_list("pk", flat=True).first()) is not None:
+        return queryset.filter(**{f"{task}pk": found})
+    terms = search_terms(term)
+    if not terms:
+        return queryset.none()
+    prompts = Prompt.objects.filter(matching_prompts(terms)).values("pk")
+    if prompts.order_by()[:COMMON_WORDS].count() < COMMON_WORDS:  # rare words: the prompt_id index finds them
+        return queryset.filter(**{f"{task}prompt__in": prompts})
+    # Common words: "+ 0" keeps the planner off the prompt_id index. Walking the newest rows, testing each
+    # against the matching prompts, stops after a page, where the index would gather every match (30,000 tasks
+    # for a common word at 100,000) and sort them: 25 ms against 85 (tasks) and 460 (images) on SQLite.
+    return queryset.alias(searched_prompt=F(f"{task}prompt_id") + 0).filter(searched_prompt__in=prompts)
+
+
+COMMON_WORDS = 500  # prompts matching a search from which walking the newest rows beats the index
 
 
 # --- Filters --------------------------------------------------------------------------------------------------

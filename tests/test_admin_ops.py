@@ -176,18 +176,23 @@ def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypa
     assert "0 tasks" in exact
 
 
-def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task, alice):
+@pytest.mark.parametrize("common_from", [500, 1])  # rare words through the index; common ones walk the newest
+def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task, alice, monkeypatch, common_from):
+    monkeypatch.setattr("generations.admin.COMMON_WORDS", common_from)
     wanted = make_task(upstream_id="af-7f3c")
     other = make_task(upstream_id="af-0000")
     Prompt.objects.filter(pk=other.prompt_id).update(text="Cà phê sữa đá", search_text="ca phe sua da")
 
     by_id = staff.get("/admin/generations/task/", {"q": "af-7f3c"}).context["cl"].result_list
     by_words = staff.get("/admin/generations/task/", {"q": "CA PHE"}).context["cl"].result_list
-    images = staff.get("/admin/generations/image/", {"q": "af-7f3c"}).context["cl"].result_list
+    by_number = staff.get("/admin/generations/task/", {"q": str(other.pk)}).context["cl"].result_list
+    Image.objects.create(task=other, index=1, source_url="https://cdn.example/1.png")
+    images = staff.get("/admin/generations/image/", {"q": "phe sua"}).context["cl"].result_list
 
     assert [t.pk for t in by_id] == [wanted.pk]
     assert [t.pk for t in by_words] == [other.pk]
-    assert list(images) == []  # no image yet
+    assert [t.pk for t in by_number] == [other.pk]
+    assert [i.task_id for i in images] == [other.pk]
 
 
 def test_rows_show_thumbnails_through_the_image_view_and_mark_hidden_ones(staff, make_task, ada):
