@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -250,7 +251,8 @@ def _with_reason(
         # The action's own POST (its name, the selected rows, select-across) comes back with the reason.
         "passthrough": [(k, v) for k in request.POST if k not in _OWN_FIELDS for v in request.POST.getlist(k)],
     }
-    return TemplateResponse(request, "admin/generations/confirm_reason.html", context, status=400 if error else 200)
+    status = 422 if error else 200  # as the studio's own forms answer a refused input
+    return TemplateResponse(request, "admin/generations/confirm_reason.html", context, status=status)
 
 
 def _count(n: int, noun: str) -> str:
@@ -412,7 +414,8 @@ class ChildInline(admin.TabularInline):
 def _tasks_for_list(queryset: QuerySet[Task]) -> QuerySet[Task]:
     """With what a row shows, in a fixed number of queries: its prompt, team and author joined, its first
     image (the row's thumbnail) in one query for the whole page."""
-    first_images = Image.objects.only("pk", "task_id", "index", "thumbnail", "hidden_at").order_by("index")
+    fields = ("pk", "task_id", "index", "thumbnail", "hidden_at", "mirrored_at", "mirror_attempts")
+    first_images = Image.objects.only(*fields).order_by("index")
     return queryset.select_related("prompt", "team", "created_by").prefetch_related(
         Prefetch("images", queryset=first_images, to_attr="listed_images")
     )
@@ -485,6 +488,22 @@ class TaskAdmin(TaskListMixin, ReadOnlyAdmin):
     readonly_fields = ("family", "pretty_result", "moderation")
     exclude = ("result", "parent", "root", "collection")
     inlines = (ImageInline, ChildInline)
+    fieldsets = (
+        (None, {"fields": ("prompt", ("team", "created_by"), ("action", "option"), "family")}),
+        ("Progress", {"fields": (("status", "upstream_status", "percentage"), "error", "apiframe_task_id", "credits")}),
+        ("Moderation", {"fields": ("moderation", "flagged_at", ("hidden_at", "hidden_by"), "hidden_reason")}),
+        (
+            "Times",
+            {
+                "fields": (
+                    ("created_at", "submitted_at", "started_at", "finished_at"),
+                    ("deadline", "updated_at", "last_heard_at"),
+                    "submit_attempts",
+                )
+            },
+        ),
+        ("Result (from Apiframe)", {"fields": ("pretty_result",)}),
+    )
 
     Media = AdminCss
 
@@ -502,7 +521,7 @@ class TaskAdmin(TaskListMixin, ReadOnlyAdmin):
             _admin_link("task", task.root_id),
         )
 
-    @admin.display(description="result (from Apiframe)")
+    @admin.display(description="result")
     def pretty_result(self, task: Task) -> str:
         return _pretty_json(task.result)
 
@@ -516,6 +535,7 @@ class StuckTaskAdmin(TaskListMixin, ReadOnlyAdmin):
     ordering = ("-pk",)
 
     list_display_links = None  # a row's number opens the task itself
+    list_display = ("number", "why", *TaskListMixin.list_display[1:])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
         return _tasks_for_list(operations.tasks_stuck(tasks=StuckTask.objects.all()))
@@ -523,6 +543,17 @@ class StuckTaskAdmin(TaskListMixin, ReadOnlyAdmin):
     @admin.display(description="task", ordering="pk")
     def number(self, task: Task) -> str:
         return _admin_link("task", task.pk)
+
+    @admin.display(description="why")
+    def why(self, task: Task) -> str:
+        reasons = []
+        if task.is_in_flight and task.deadline < timezone.now():
+            reasons.append(f"overdue since {timezone.localtime(task.deadline):%Y-%m-%d %H:%M}")
+        if task.status == Task.Status.TIMED_OUT:
+            reasons.append("timed out")
+        if gave_up := sum(image.mirror_gave_up for image in task.listed_images):
+            reasons.append(f"mirror gave up ({gave_up} image{'s' if gave_up > 1 else ''})")
+        return "; ".join(reasons)
 
 
 @admin.register(Image)
@@ -555,6 +586,25 @@ class ImageAdmin(ReadOnlyAdmin):
     actions = (hide_items, restore_items, clear_flags, retry_mirror)
     readonly_fields = ("large", "task_link", "moderation")
     exclude = ("task",)
+    fieldsets = (
+        (None, {"fields": ("large", "task_link", "index", ("width", "height", "size_bytes"))}),
+        (
+            "Moderation and review",
+            {"fields": ("moderation", "flagged_at", ("hidden_at", "hidden_by"), "hidden_reason")},
+        ),
+        (None, {"fields": (("review_state", "reviewed_by", "reviewed_at"),)}),
+        (
+            "Mirror",
+            {
+                "fields": (
+                    "source_url",
+                    ("mirrored_at", "mirror_attempts", "mirror_next_at"),
+                    "mirror_error",
+                    ("file", "thumbnail", "content_hash"),
+                )
+            },
+        ),
+    )
 
     Media = AdminCss
 

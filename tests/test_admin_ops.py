@@ -260,7 +260,7 @@ def test_hide_asks_for_a_reason_and_changes_nothing_without_one(staff, make_task
     refused = _act(staff, model, "hide_items", [pk], confirm="yes", reason="   ")
 
     assert asked.status_code == 200 and 'name="reason"' in asked.content.decode()
-    assert refused.status_code == 400 and "Give a reason" in refused.content.decode()
+    assert refused.status_code == 422 and "Give a reason" in refused.content.decode()
     item = Image.objects.get(pk=pk) if model == "image" else Task.objects.get(pk=pk)
     assert item.hidden_at is None
     assert not AuditEntry.objects.exists()
@@ -347,6 +347,8 @@ def test_the_stuck_list_shows_overdue_timed_out_and_mirror_given_up_tasks_only(s
 
     assert sorted(t.pk for t in listed) == sorted([overdue.pk, timed_out.pk, mirror.pk])
     assert [t.pk for t in only_mirror] == [mirror.pk]
+    page = staff.get("/admin/generations/stucktask/").content.decode()
+    assert "overdue since" in page and "timed out" in page and "mirror gave up (1 image)" in page
 
 
 def _sandbox_tasks(sandbox, n: int) -> list[str]:
@@ -450,7 +452,7 @@ def test_fail_with_reason_fails_unfinished_tasks_only(staff, make_task):
 
     asked = _act(staff, "stucktask", "fail_tasks", pks)
     without = _act(staff, "stucktask", "fail_tasks", pks, confirm="yes", reason="")
-    assert asked.status_code == 200 and without.status_code == 400
+    assert asked.status_code == 200 and without.status_code == 422
     assert Task.objects.get(pk=overdue.pk).status == "processing"
 
     response = _act(staff, "task", "fail_tasks", pks, confirm="yes", reason="Apiframe lost it (ticket 123)")
