@@ -78,7 +78,7 @@ def test_it_sends_members_and_owners_to_the_admin_login(client, alice, make_task
     assert response["Location"].startswith("/admin/login/")
 
 
-@pytest.mark.parametrize("role", ["member", "owner"])
+@pytest.mark.parametrize("who", ["member", "owner", "another team's member", "anonymous"])
 @pytest.mark.parametrize(
     ("model", "action"),
     [
@@ -91,15 +91,36 @@ def test_it_sends_members_and_owners_to_the_admin_login(client, alice, make_task
         ("webhookdelivery", "replay_deliveries"),
     ],
 )
-def test_members_and_owners_cannot_run_an_admin_action(client, alice, make_task, role, model, action):
-    Membership.objects.filter(user=alice).update(role=role)
+def test_nobody_but_staff_runs_an_admin_action(client, alice, charlie, make_task, who, model, action):
     image = _flagged_image(make_task)
-    client.force_login(alice)
+    if who in ("member", "owner"):
+        Membership.objects.filter(user=alice).update(role=who)
+        client.force_login(alice)
+    elif who == "another team's member":
+        client.force_login(charlie)
     response = _act(client, model, action, [image.task_id], reason="mine now", confirm="yes")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    login = "/accounts/login/" if who == "anonymous" else "/admin/login/"  # the site's login comes first
+    assert response["Location"].startswith(login)
     image.refresh_from_db()
     assert (image.hidden_at, image.task.status) == (None, "finished")
+    assert not AuditEntry.objects.exists()
+
+
+def test_staff_without_the_change_permission_cannot_hide(client, make_task):
+    from django.contrib.auth.models import Permission
+
+    viewer = get_user_model().objects.create_user("vera", password="pw-vera", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_image"))
+    image = _flagged_image(make_task)
+    client.force_login(viewer)
+
+    listed = client.get("/admin/generations/image/")
+    response = _act(client, "image", "hide_items", [image.pk], reason="gore", confirm="yes")
+
+    assert listed.status_code == 200 and "hide_items" not in listed.content.decode()
+    assert response.status_code == 200  # the list again: no such action for her
+    assert Image.objects.get(pk=image.pk).hidden_at is None
     assert not AuditEntry.objects.exists()
 
 
