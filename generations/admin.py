@@ -135,7 +135,8 @@ def _search(queryset: QuerySet, term: str, *, task: str = "") -> QuerySet:
     term = term.strip()
     if not term:
         return queryset
-    exact = Q(apiframe_task_id=term) | (Q(pk=int(term)) if term.isdigit() and len(term) < 19 else Q(pk__in=[]))
+    number = term.isascii() and term.isdigit() and len(term) < 19  # "²" is a digit to isdigit, not to int
+    exact = Q(apiframe_task_id=term) | (Q(pk=int(term)) if number else Q(pk__in=[]))
     if (found := Task.objects.filter(exact).values_list("pk", flat=True).first()) is not None:
         return queryset.filter(**{f"{task}pk": found})
     terms = search_terms(term)
@@ -644,6 +645,10 @@ class ImageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="moderation")
     def moderation(self, image: Image) -> str:
+        if image.hidden_at is None and image.task.hidden_at is not None:  # gone with its task, for non-staff
+            return format_html(
+                '<span class="mj-badge mj-badge--hidden" title="{}">task hidden</span>', image.task.hidden_reason
+            )
         return _moderation_badge(image)
 
     @admin.display(description="mirror")

@@ -216,6 +216,21 @@ def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task
     assert [i.task_id for i in images] == [other.pk]
 
 
+def test_an_image_of_a_hidden_task_is_marked_in_the_image_list(staff, make_task, ada):
+    image = _flagged_image(make_task)
+    moderation.items_hide(actor=ada, items=Task.objects.filter(pk=image.task_id), reason="the prompt itself")
+    page = staff.get("/admin/generations/image/").content.decode()
+    assert 'title="the prompt itself">task hidden</span>' in page
+
+
+@pytest.mark.parametrize("term", ["²", "٣", "99999999999999999999999"])
+def test_a_search_for_digits_that_are_no_task_number_finds_nothing_and_fails_not(staff, make_task, term):
+    make_task()
+    response = staff.get("/admin/generations/task/", {"q": term})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+
+
 def test_rows_show_thumbnails_through_the_image_view_and_mark_hidden_ones(staff, make_task, ada):
     image = _flagged_image(make_task)
     moderation.items_hide(actor=ada, items=Image.objects.filter(pk=image.pk), reason="gore")
