@@ -277,8 +277,11 @@ def test_the_task_page_links_parent_and_root_and_shows_children_and_images(staff
     assert 'name="_save"' not in page  # read-only
 
 
-def test_the_admin_index_links_the_review_queue_and_stuck_work(staff):
+def test_the_admin_index_links_the_review_queue_and_stuck_work(staff, make_task):
+    _flagged_image(make_task)
     page = staff.get("/admin/").content.decode()
+    assert "Review queue: flagged images</a></th><td>1</td>" in page
+    assert "Review queue: flagged tasks</a></th><td>0</td>" in page
     assert 'href="/admin/generations/image/?moderation=flagged"' in page
     assert 'href="/admin/generations/task/?moderation=flagged"' in page
     assert 'href="/admin/generations/stucktask/"' in page
