@@ -560,6 +560,13 @@ def test_a_delivery_without_a_task_object_cannot_be_replayed(staff, db):
     assert not AuditEntry.objects.exists()
 
 
+def test_the_webhook_log_finds_deliveries_by_their_exact_apiframe_id(staff, db):
+    wanted = WebhookDelivery.objects.create(apiframe_task_id="af-12", outcome="stale", body={})
+    WebhookDelivery.objects.create(apiframe_task_id="af-123", outcome="stale", body={})
+    listed = staff.get("/admin/generations/webhookdelivery/", {"q": " af-12 "}).context["cl"].result_list
+    assert [d.pk for d in listed] == [wanted.pk]
+
+
 def test_the_delivery_page_pretty_prints_its_body(staff, db):
     delivery = WebhookDelivery.objects.create(
         apiframe_task_id="af-9", outcome="stale", body={"task_id": "af-9", "status": "finished"}
