@@ -14,7 +14,7 @@ from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -75,6 +75,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False  # "N results (M total)" would count the whole table on every page
     paginator = CappedPaginator
 
+    class Media:
+        css = {"all": ("css/admin_ops.css",)}  # thumbnails, hidden and flagged marks, payloads
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -82,7 +85,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        own = [f.name for f in self.model._meta.concrete_fields]
+        # Every field shown read-only, but those left out (each shown its own way, e.g. pretty-printed).
+        own = [f.name for f in self.model._meta.concrete_fields if f.name not in (self.exclude or ())]
         return [*own, *self.readonly_fields]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):
@@ -339,10 +343,6 @@ def fail_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
 # --- Prompts, tasks, images -----------------------------------------------------------------------------------
 
 
-class AdminCss:
-    css = {"all": ("css/admin_ops.css",)}
-
-
 @admin.register(Prompt)
 class PromptAdmin(ReadOnlyAdmin):
     list_display = ("short_text", "team", "author", "mode", "aspect_ratio", "created_at")
@@ -350,8 +350,6 @@ class PromptAdmin(ReadOnlyAdmin):
     list_filter = ("mode", "team", "author", ("created_at", admin.DateFieldListFilter))
     search_fields = ("text",)  # answered by _search (the library's index), not by LIKE on the column
     search_help_text = "Words of the prompt, accents and case ignored."
-
-    Media = AdminCss
 
     @admin.display(description="text")
     def short_text(self, prompt: Prompt) -> str:
@@ -506,11 +504,6 @@ class TaskAdmin(TaskListMixin, ReadOnlyAdmin):
         ("Result (from Apiframe)", {"fields": ("pretty_result",)}),
     )
 
-    Media = AdminCss
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        return [f for f in super().get_readonly_fields(request, obj) if f not in self.exclude]
-
     @admin.display(description="lineage")
     def family(self, task: Task) -> str:
         if task.parent_id is None:
@@ -607,11 +600,6 @@ class ImageAdmin(ReadOnlyAdmin):
         ),
     )
 
-    Media = AdminCss
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        return [f for f in super().get_readonly_fields(request, obj) if f not in self.exclude]
-
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return _search(queryset, search_term, task="task__"), False
 
@@ -692,11 +680,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     readonly_fields = ("task_link", "pretty_body", "replays")
     exclude = ("body", "task")
 
-    Media = AdminCss
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        return [f for f in super().get_readonly_fields(request, obj) if f not in self.exclude]
-
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Replays are audit rows against the delivery: counted in the same query (the audit_target index).
         replays = (
@@ -760,7 +743,7 @@ class FlagAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """The audit trail: nobody adds, edits or deletes a row here, superusers included."""
 
     list_display = ("created_at", "actor_name", "act", "team", "target", "reason")
@@ -768,27 +751,20 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ("act", "team", "actor", ("created_at", admin.DateFieldListFilter))
     search_fields = ("target_repr", "reason")
     search_help_text = "Words of what was acted on, or of the reason."
-    list_per_page = 50
-    show_full_result_count = False
-    paginator = CappedPaginator
     readonly_fields = ("target", "pretty_details")
     exclude = ("details",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
     @admin.display(description="target")
     def target(self, entry: AuditEntry) -> str:
-        models = {"task": "task", "image": "image", "webhookdelivery": "webhookdelivery", "flag": "flag"}
-        if entry.target_type in models and entry.target_id is not None:
-            return _admin_link(models[entry.target_type], entry.target_id, entry.target_repr or entry.target_id)
-        return entry.target_repr or "–"
+        if entry.target_id is None:
+            return entry.target_repr or "–"
+        try:
+            return _admin_link(entry.target_type, entry.target_id, entry.target_repr or entry.target_id)
+        except NoReverseMatch:  # a kind of row the admin does not show
+            return entry.target_repr
 
     @admin.display(description="details")
     def pretty_details(self, entry: AuditEntry) -> str:

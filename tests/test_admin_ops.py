@@ -580,7 +580,9 @@ def test_the_delivery_page_pretty_prints_its_body(staff, db):
 
 
 def test_nobody_adds_changes_or_deletes_audit_rows_superusers_included(staff, ada, team):
-    entry = AuditEntry.objects.create(actor=ada, actor_name="ada", team=team, act="hide", reason="gore")
+    entry = AuditEntry.objects.create(
+        actor=ada, actor_name="ada", team=team, act="hide", reason="gore", details={"was": "processing"}
+    )
 
     assert staff.get("/admin/generations/auditentry/add/").status_code == 403
     assert staff.get(f"/admin/generations/auditentry/{entry.pk}/delete/").status_code == 403
@@ -593,6 +595,7 @@ def test_nobody_adds_changes_or_deletes_audit_rows_superusers_included(staff, ad
     assert deleting.status_code == 200  # no such action: the list again, with a message
     assert AuditEntry.objects.get(pk=entry.pk).reason == "gore"
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert '<pre class="mj-json">{\n  &quot;was&quot;: &quot;processing&quot;\n}</pre>' in page.content.decode()
 
 
 def test_the_audit_trail_filters_by_act_team_actor_and_date_and_searches_reasons(staff, ada, team, alice):
