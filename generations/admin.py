@@ -319,6 +319,8 @@ def refresh_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
     )
     if counts["not_sent"]:
         message += f" {_count(counts['not_sent'], 'task')} never reached Apiframe (no id to ask about)."
+    if counts["more"]:
+        message += f" More were selected: run it again for the next {operations.REFRESH_MAX}."
     modeladmin.message_user(request, message, messages.SUCCESS)
 
 

@@ -427,6 +427,35 @@ def test_refresh_fetches_many_in_batches_of_twenty_and_applies_each(staff, make_
     assert Image.objects.filter(task=tasks[0]).count() == 4
 
 
+def test_refresh_asks_about_at_most_its_limit_those_heard_of_longest_ago_first(make_task, ada, monkeypatch):
+    from generations.apiframe import ApiframeClient, TaskState
+    from generations.services.operations import tasks_refresh
+
+    asked = []
+
+    def fetch_many(self, task_ids):
+        asked.extend(task_ids)
+        return [TaskState.from_payload({"task_id": t, "status": "processing", "percentage": 50}) for t in task_ids]
+
+    monkeypatch.setattr(ApiframeClient, "fetch_many", fetch_many)
+    now = timezone.now()
+    heard = [
+        make_task(status="pending", upstream_id=f"af-{i}", last_heard_at=now - timedelta(minutes=i)) for i in range(3)
+    ]
+    never = make_task(status="pending", upstream_id="af-never")
+
+    first = tasks_refresh(actor=ada, tasks=Task.objects.all(), limit=2)
+    second = tasks_refresh(actor=ada, tasks=Task.objects.all(), limit=2)
+
+    assert asked[:2] == ["af-never", "af-2"]  # never heard of, then the longest silent
+    assert asked[2:] == ["af-1", "af-0"]  # the answers stamped the first two: the next run asks the others
+    assert (first["applied"], first["more"], second["more"]) == (2, True, True)
+    assert Task.objects.get(pk=never.pk).status == "processing"
+    assert {t.pk for t in heard} | {never.pk} == set(
+        Task.objects.filter(status="processing").values_list("pk", flat=True)
+    )
+
+
 def test_refresh_says_so_when_apiframe_is_down(staff, make_task, monkeypatch):
     from generations.apiframe import ApiframeClient, UpstreamUnavailable
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from generations.apiframe import FETCH_MANY_MAX, ApiframeClient, InvalidPayload, TaskState
@@ -43,13 +43,23 @@ def tasks_stuck(*, tasks: QuerySet[Task] | None = None, now: datetime | None = N
     )
 
 
-def tasks_refresh(*, actor: AbstractBaseUser, tasks: QuerySet[Task], client: ApiframeClient | None = None) -> dict:
+REFRESH_MAX = 200  # tasks asked about in one request (10 calls): as many as a poller round
+
+
+def tasks_refresh(
+    *, actor: AbstractBaseUser, tasks: QuerySet[Task], client: ApiframeClient | None = None, limit: int = REFRESH_MAX
+) -> dict:
     """Ask Apiframe for these tasks (fetch-many, at most 20 ids a call) and apply each answer through
-    `task_apply_state`. Returns counts: asked, answered, applied (moved forward), stale, and not sent (no id yet).
-    An upstream failure raises the client's ApiframeError after the batches before it have landed."""
-    rows = list(tasks.values_list("pk", "apiframe_task_id", "team_id"))
+    `task_apply_state`. At most `limit`, those heard of longest ago first: an answer stamps `last_heard_at`, so
+    running it again asks about the next ones. Returns counts: asked, answered, applied (moved forward), stale,
+    not sent (no Apiframe id yet); and `more`, whether some were left over the limit. An upstream failure
+    raises the client's ApiframeError after the batches before it have landed."""
+    oldest_first = (F("last_heard_at").asc(nulls_first=True), "pk")
+    rows = list(tasks.order_by(*oldest_first).values_list("pk", "apiframe_task_id", "team_id")[: limit + 1])
+    rows, more = rows[:limit], len(rows) > limit
     sent = [(pk, upstream, team) for pk, upstream, team in rows if upstream]
     counts = {"asked": len(sent), "answered": 0, "applied": 0, "stale": 0, "not_sent": len(rows) - len(sent)}
+    counts["more"] = more
     team_of = {upstream: team for _, upstream, team in sent}
     with apiframe_client(client) as api:
         for start in range(0, len(sent), FETCH_MANY_MAX):
