@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.db import transaction
-from django.db.models import F, Prefetch, Value
+from django.db.models import F, Prefetch, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -95,27 +95,34 @@ class QueueItem:
     task: Task
     at: datetime  # flagged (the queue) or hidden (the hidden tab)
     flags: list[Flag]
+    sees_hidden: bool  # staff: hidden pictures are shown to them (their files answer them)
 
     @property
     def thumb_image(self) -> Image | None:
-        if self.kind == "image":
-            return self.item
-        return next((i for i in self.task.images.all() if i.thumbnail), None)
+        """The picture to show: the image, or the task's first saved one; none that is hidden, unless staff."""
+        if self.task.hidden_at is not None and not self.sees_hidden:
+            return None
+        images = [self.item] if self.kind == "image" else self.task.images.all()
+        return next((i for i in images if i.thumbnail and (i.hidden_at is None or self.sees_hidden)), None)
 
 
-def _queue_rows(team: Team, *, show: str) -> object:
-    """The page's rows as (kind, pk, at), images and tasks together: one query, served by the partial indexes
-    (image_flagged / task_flagged, or image_hidden / task_hidden), oldest flag first or last hidden first."""
+def _queue_rows(team: Team, *, show: str) -> QuerySet:
+    """The page's rows as (kind, pk, at), images and tasks together: one query, oldest flag first (the queue) or
+    last hidden first, read from the partial indexes of flagged (or hidden) rows, a few across every team."""
     field = "hidden_at" if show == HIDDEN else "flagged_at"
-    only = {f"{field}__isnull": False}
+    # `team_id + 0`: the team's own index would walk its whole history; SQLite takes it over the partial index
+    # when it can (it keeps no statistics to know better), PostgreSQL need not.
+    only = {f"{field}__isnull": False, "team_key": team.pk}
     images = (
-        Image.objects.filter(task__team=team, **only)
+        Image.objects.alias(team_key=F("task__team_id") + 0)
+        .filter(**only)
         .annotate(kind=Value("image"), at=F(field))
         .values_list("kind", "pk", "at")
         .order_by()  # the union orders
     )
     tasks = (
-        Task.objects.filter(team=team, **only)
+        Task.objects.alias(team_key=F("team_id") + 0)
+        .filter(**only)
         .annotate(kind=Value("task"), at=F(field))
         .values_list("kind", "pk", "at")
         .order_by()
@@ -124,7 +131,7 @@ def _queue_rows(team: Team, *, show: str) -> object:
     return images.union(tasks, all=True).order_by(*ordering)
 
 
-def _queue_items(rows: list[tuple[str, int, datetime]], *, show: str) -> list[QueueItem]:
+def _queue_items(rows: list[tuple[str, int, datetime]], *, show: str, sees_hidden: bool) -> list[QueueItem]:
     """The rows' images and tasks with their flags, people and thumbnails: a fixed number of queries."""
     flags = Flag.objects.select_related("created_by").order_by("created_at", "pk")
     if show == FLAGGED:
@@ -146,7 +153,7 @@ def _queue_items(rows: list[tuple[str, int, datetime]], *, show: str) -> list[Qu
         if item is None:  # gone between the two queries
             continue
         task = item.task if kind == "image" else item
-        items.append(QueueItem(f"{kind}:{pk}", kind, item, task, at, item.shown_flags))
+        items.append(QueueItem(f"{kind}:{pk}", kind, item, task, at, item.shown_flags, sees_hidden))
     return items
 
 
@@ -157,7 +164,7 @@ def _queue_context(request: HttpRequest, *, show: str, page_number: int, **extra
         "team": request.team,
         "show": show,
         "page": page,
-        "items": _queue_items(list(page.object_list), show=show),
+        "items": _queue_items(list(page.object_list), show=show, sees_hidden=request.user.is_staff),
         "selected": set(),
         **extra,
     }
