@@ -480,3 +480,50 @@ def test_the_hidden_tab_shows_owners_no_hidden_picture_and_staff_do_see_it(owner
     Membership.objects.create(team=team, user=staff)
     client.force_login(staff)
     assert f"/images/{image.pk}/thumb/" in client.get("/moderation/?show=hidden").content.decode()
+
+
+# --- Who may do what: each URL of this part for member, owner, staff, another team's member and owner, anonymous
+
+EXPECTED = {
+    # name: member, owner, staff, other team's member, other team's owner, anonymous ("login": sent to log in)
+    "image_flag": (200, 200, 200, 404, 404, "login"),
+    "task_flag": (200, 200, 200, 404, 404, "login"),
+    "moderation": (403, 200, 200, 403, 200, "login"),
+    "moderation_act": (403, 302, 302, 403, 404, "login"),
+}
+WHO = ("member", "owner", "staff", "other_member", "other_owner", "anonymous")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_permission_matrix(client, django_user_model, team, alice, olivia, charlie, grid, name):
+    other_owner = django_user_model.objects.create_user(username="otto", password="pw")
+    Membership.objects.create(team=charlie.memberships.first().team, user=other_owner, role=Membership.Role.OWNER)
+    staff = django_user_model.objects.create_user(username="sam", password="pw", is_staff=True)
+    Membership.objects.create(team=team, user=staff)
+    users = {"member": alice, "owner": olivia, "staff": staff, "other_member": charlie, "other_owner": other_owner}
+    image = image_of(grid)
+    requests = {
+        "image_flag": ("get", reverse("generations:image_flag", args=[image.pk]), {}),
+        "task_flag": ("get", reverse("generations:task_flag", args=[grid.pk]), {}),
+        "moderation": ("get", reverse("generations:moderation"), {}),
+        "moderation_act": (
+            "post",
+            reverse("generations:moderation_act"),
+            {"items": [f"image:{image.pk}"], "act": "clear", "reason": "checked"},
+        ),
+    }
+    method, url, data = requests[name]
+    for who, expected in zip(WHO, EXPECTED[name], strict=True):
+        client.logout()
+        if who != "anonymous":
+            client.force_login(users[who])
+        if not Flag.objects.filter(resolved_at=None).exists():  # a clear that went through: flag it again
+            flag(alice, image=image)
+        response = getattr(client, method)(url, data)
+        if expected == "login":
+            assert response.status_code == 302 and response["Location"].startswith(reverse("login")), who
+        else:
+            assert response.status_code == expected, (who, response.status_code)
+    # Only the owner's and the staff member's clears happened: one audit row each.
+    clears = AuditEntry.objects.filter(act=AuditEntry.Act.CLEAR_FLAGS).values_list("actor__username", flat=True)
+    assert sorted(clears) == (["olivia", "sam"] if name == "moderation_act" else [])
