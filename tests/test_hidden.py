@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.tasks import default_task_backend
 from django.utils import timezone
 
 from generations.library import queries
@@ -125,6 +126,25 @@ def test_a_hidden_image_leaves_its_card_for_members_and_is_marked_for_staff(alic
     staff_card = staff_client.get("/").content.decode().split(f'id="task-{root.pk}"')[1].split("</article>")[0]
     hidden_shot = staff_card.split(f"/images/{hidden.pk}/thumb/")[1].split("</figure>")[0]
     assert f"Hidden · {REASON}" in hidden_shot and "shot__actions" not in hidden_shot
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/", "/library/", "/library/?stacks=0", "/collections/", "TASK"])
+def test_hiding_costs_no_query_per_row(alice_client, staff_client, staff, family, url):
+    """A member's page (hidden items left out) makes as many queries as staff's (hidden items shown, marked)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    hide(staff, Task.objects.filter(pk=family["vary"].pk))
+    hide(staff, Image.objects.filter(pk__in=[image(family["root"], 2).pk, image(family["pan"], 1).pk]))
+    url = f"/tasks/{family['upscale'].pk}/" if url == "TASK" else url
+    counts = []
+    for client in (alice_client, staff_client):
+        client.get(url)  # sessions and caches settled
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
 
 
 # --- The library, its search, stacks, favourites and collections ---------------------------------------------
@@ -353,6 +373,11 @@ def test_a_hidden_image_cannot_be_starred_collected_or_compared_by_members(alice
 # --- No new work from a hidden parent ------------------------------------------------------------------------
 
 
+def submissions() -> list[int]:
+    """The tasks whose upstream call was queued (jobs are recorded, not run, in tests)."""
+    return [r.args[0] for r in default_task_backend.results if r.task.name == "submit_task"]
+
+
 def _act(client, task: Task, **data) -> object:
     return client.post(f"/tasks/{task.pk}/act/", {"idempotency_key": "6f1c1f8e-4c55-4b7e-9a39-1d0c3a1e8f00", **data},
                        headers=HTMX)  # fmt: skip
@@ -360,21 +385,27 @@ def _act(client, task: Task, **data) -> object:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("who", ["alice", "staff"])
-def test_a_hidden_image_is_no_parent_for_anyone(alice_client, staff_client, staff, family, who):
+def test_a_hidden_image_is_no_parent_for_anyone(
+    alice_client, staff_client, staff, family, who, django_capture_on_commit_callbacks
+):
     client = alice_client if who == "alice" else staff_client
     root = family["root"]
     hide(staff, Image.objects.filter(pk=image(root, 2).pk))
     before = Task.objects.count()
-    for action in ("vary:strong", "upscale:subtle", "pan:left", "zoom:2"):
-        response = _act(client, root, action=action, index="2")
-        assert response.status_code == 422, action
-        assert "A moderator hid image 2" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        for action in ("vary:strong", "upscale:subtle", "pan:left", "zoom:2"):
+            response = _act(client, root, action=action, index="2")
+            assert response.status_code == 422, action
+            assert "A moderator hid image 2" in response.content.decode()
     assert Task.objects.count() == before
+    assert submissions() == []  # nothing is queued for Apiframe
     assert client.get(f"/tasks/{root.pk}/actions/?index=2").status_code == 404
     assert client.get(f"/tasks/{root.pk}/actions/?index=1").status_code == 200
     # Another image of the same grid is still a parent.
-    assert _act(client, root, action="vary:strong", index="1").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _act(client, root, action="vary:strong", index="1").status_code == 200
     assert Task.objects.count() == before + 1
+    assert submissions() == [Task.objects.latest("pk").pk]
 
 
 @pytest.mark.django_db
