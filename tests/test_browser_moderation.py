@@ -112,10 +112,9 @@ def test_a_flagged_image_and_task_hidden_by_the_owner_leave_a_teammates_open_stu
     expect(demo.locator("#mod-error")).to_have_text("Hid 1 item.")
     expect(queue.locator(".mod-item")).to_have_count(1)
 
-    # The image leaves bob's open studio on its next pulse: its place stays, the picture goes.
+    # The image leaves bob's open studio on its next pulse; the card keeps the other three.
     lighthouse = card(bob, studio.lighthouse)
     expect(lighthouse.locator(thumb)).to_have_count(0, timeout=LIVE_TIMEOUT)
-    expect(lighthouse.get_by_text("Hidden by a moderator")).to_be_visible()
     expect(lighthouse.locator(".shot__link img")).to_have_count(3)
     lighthouse.screenshot(path=artifacts / "studio-hidden-image-1280.png")
 

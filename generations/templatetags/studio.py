@@ -39,16 +39,14 @@ def pk_url(context: template.Context, name: str, pk: int, *args: object) -> str:
 
 
 @register.simple_tag(takes_context=True)
-def card_image(context: template.Context, image: Image, *, aspect_ratio: str, actions: bool) -> SafeString:
+def card_image(
+    context: template.Context, image: Image, *, aspect_ratio: str, actions: bool, hidden_task: object = None
+) -> SafeString:
     """One image of a card: its thumbnail linking to the full file, or how its download is going; and, once the
     card is ready, its Actions button (studio.js opens the page's one menu for it; without JS it opens the image's
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
     and a dozen template nodes per image cost several times what this does."""
     index = int(image.index)
-    hidden = image.hidden_at is not None
-    if hidden and not _sees_hidden(context):  # hidden by a moderator: its place stays, the picture goes
-        body = f'<div class="shot__placeholder ar-{slugify(aspect_ratio)}">Hidden by a moderator</div>'
-        return mark_safe(f'<figure class="shot shot--hidden" data-index="{index}">\n{body}\n</figure>')  # noqa: S308
     if image.mirrored_at is not None:
         full = pk_url(context, "generations:image_file", image.pk, "full")
         thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
@@ -60,19 +58,18 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
         else:
             status = "Saving failed, trying again…" if image.mirror_error else "Saving…"
         body = f'<div class="shot__placeholder ar-{slugify(aspect_ratio)}">{status}</div>'
-    button = '<span class="shot__hidden-mark">Hidden</span>\n' if hidden else ""  # staff see it, marked
-    if actions and not hidden:  # a hidden image is no one's parent
+    # Only staff are shown a hidden image (or one of a hidden task): marked, and never offered for new work.
+    mark = ""
+    if image.hidden_at is not None:
+        reason = escape(image.hidden_reason)
+        mark = f'<span class="shot__hidden" title="{reason}">Hidden · {reason}</span>\n'
+    button = ""
+    if actions and image.hidden_at is None and hidden_task is None:
         button = f'<button class="shot__actions" name="index" value="{index}" aria-label="Actions for image {index}">'
         button += "Actions</button>\n"
-    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
+    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the texts escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{button}</figure>')  # noqa: S308
-
-
-def _sees_hidden(context: template.Context) -> bool:
-    """Staff see hidden images (marked); everyone else sees their place only."""
-    request = context.get("request")
-    return bool(request is not None and getattr(request.user, "is_staff", False))
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{mark}{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag

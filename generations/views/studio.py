@@ -39,7 +39,8 @@ def _mine_only(request: HttpRequest) -> bool:
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
-    tasks = Task.objects.for_team(team).for_cards()
+    # Hidden tasks and images are gone for non-staff; staff see them, marked.
+    tasks = Task.objects.for_team(team).visible_to(user).for_cards(user=user)
     if mine_only:
         tasks = tasks.filter(created_by=user)
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
@@ -171,7 +172,8 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
-    batch = list(changed.for_cards().order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    # The cards' images as the user may see them: a hidden image leaves its card (staff keep it, marked).
+    batch = list(changed.for_cards(user=request.user).order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
     pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
     if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
