@@ -175,6 +175,11 @@ def test_the_moderation_page_and_the_flag_dialog_look_right(chromium, studio, ar
     demo.screenshot(path=artifacts / f"moderation-{width}.png", full_page=True)
     # No sideways scrolling on a phone.
     assert demo.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    moderation.items_hide(actor=studio.demo, items=Image.objects.filter(pk=image.pk), reason="a real face, no consent")
+    demo.goto(f"{studio.url}/moderation/?show=hidden")
+    expect(demo.get_by_role("button", name="Restore")).to_be_visible()
+    demo.screenshot(path=artifacts / f"moderation-hidden-{width}.png", full_page=True)
+    assert demo.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
     alex = open_as(chromium, studio, "alex", width=width)
     card(alex, studio.harbour).get_by_label("Actions for image 1").click()
