@@ -138,3 +138,17 @@ class FlagForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         error_messages={"max_length": f"Keep the note under {Flag.NOTE_MAX_LENGTH} characters."},
     )
+
+
+class ModerationActForm(forms.Form):
+    """An owner's bulk act on the moderation page. The reason's rules (given, not too long) are the service's; a
+    CharField here refuses what no database could store (NUL)."""
+
+    act = forms.ChoiceField(
+        choices=(("hide", "Hide"), ("restore", "Restore"), ("clear", "Clear flag")),
+        error_messages={
+            "required": "Choose Hide, Restore or Clear flag.",
+            "invalid_choice": "Choose Hide, Restore or Clear flag.",
+        },
+    )
+    reason = forms.CharField(required=False, strip=False)

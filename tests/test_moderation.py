@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import hypothesis
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from hypothesis import given
+from hypothesis import strategies as st
 
 from generations.models import AuditEntry, Flag, Image, Membership, Task
 from generations.services import moderation
@@ -335,6 +338,7 @@ def test_with_htmx_it_answers_with_the_queue_and_what_changed(owner_client, alic
         ({"act": "clear", "reason": "x" * 301}, "Keep the reason under 300 characters."),
         ({"act": "delete", "reason": "why not"}, "Choose Hide, Restore or Clear flag."),
         ({"act": "hide", "reason": "gore", "items": []}, "Select at least one item."),
+        ({"act": "hide", "reason": "gore\x00"}, "Null characters are not allowed."),  # PostgreSQL stores no NUL
     ],
 )
 @pytest.mark.parametrize("htmx", [True, False])
@@ -527,3 +531,44 @@ def test_the_permission_matrix(client, django_user_model, team, alice, olivia, c
     # Only the owner's and the staff member's clears happened: one audit row each.
     clears = AuditEntry.objects.filter(act=AuditEntry.Act.CLEAR_FLAGS).values_list("actor__username", flat=True)
     assert sorted(clears) == (["olivia", "sam"] if name == "moderation_act" else [])
+
+
+# --- Odd input from an owner: never a 5xx, and a refused act changes nothing --------------------------------------
+
+ODD = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["", " ", "\x00", "image:\x00", "task:²", "image:99999999999999999999999", "task:0", "x" * 400]),
+)
+
+
+@hypothesis.settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+@given(
+    items=st.lists(st.one_of(st.sampled_from(["image", "task"]), ODD), max_size=3),
+    act=st.one_of(st.sampled_from(["hide", "restore", "clear"]), ODD),
+    reason=st.one_of(st.just("checked"), ODD),
+    show=st.one_of(st.sampled_from(["flagged", "hidden"]), ODD),
+    page=ODD,
+    htmx=st.booleans(),
+)
+def test_no_act_gets_a_5xx_and_a_refused_one_changes_nothing(
+    owner_client, alice, grid, items, act, reason, show, page, htmx
+):
+    image = image_of(grid)
+    real = {"image": f"image:{image.pk}", "task": f"task:{grid.pk}"}
+    data = {"items": [real.get(i, i) for i in items], "act": act, "reason": reason, "show": show, "page": page}
+    with transaction.atomic():
+        if not Flag.objects.filter(image=image).exists():
+            flag(alice, image=image)
+        before = (AuditEntry.objects.count(), list(Task.objects.values_list("hidden_at", "flagged_at")))
+        response = owner_client.post(reverse("generations:moderation_act"), data, headers=HX if htmx else {})
+        assert response.status_code < 500
+        if response.status_code >= 400:
+            assert (AuditEntry.objects.count(), list(Task.objects.values_list("hidden_at", "flagged_at"))) == before
+            assert Image.objects.get(pk=image.pk).flagged_at is not None
+        transaction.set_rollback(True)

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generations import params
-from generations.forms import FlagForm
+from generations.forms import FlagForm, ModerationActForm
 from generations.models import Flag, Image, Task, Team
 from generations.services import moderation
 from generations.views.roles import owner_required
@@ -208,15 +208,16 @@ def moderation_act(request: HttpRequest) -> HttpResponse:
     page_number = params.positive_int(request.POST.get("page")) or 1
     keys = request.POST.getlist("items")
     image_ids, task_ids = _selected_items(request, keys)
+    form = ModerationActForm(request.POST)
     reason = request.POST.get("reason", "")
-    act = ACTS.get(request.POST.get("act", ""))
     changed, error = 0, ""
-    if act is None:
-        error = "Choose Hide, Restore or Clear flag."
+    if not form.is_valid():
+        error = " ".join(e for errors in form.errors.values() for e in errors)
     elif not keys:
         error = "Select at least one item."
     else:
-        service, verb, already = act
+        service, verb, already = ACTS[form.cleaned_data["act"]]
+        reason = form.cleaned_data["reason"]
         try:
             with transaction.atomic():  # images and tasks together, or neither
                 if image_ids:
