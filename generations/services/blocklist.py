@@ -106,7 +106,8 @@ def prompt_check(*, team: Team | int, user: AbstractBaseUser, text: str, action:
 # --- Editing the list --------------------------------------------------------------------------------------
 
 
-def _clean(*, team: Team | None, text: str, is_regex: bool, exclude: int | None = None) -> str:
+def term_clean(*, team: Team | None, text: str, is_regex: bool, exclude: int | None = None) -> str:
+    """The term as it will be saved, or BlocklistError saying why it cannot be."""
     text = (text or "").strip()
     if problem := blockmatch.term_problem(text, is_regex=is_regex):
         raise BlocklistError(problem)
@@ -123,7 +124,7 @@ def _state(term: BlockedTerm) -> dict:
 
 def term_add(*, actor: AbstractBaseUser, team: Team | None, text: str, is_regex: bool = False) -> BlockedTerm:
     """A new term on the team's list (or the site's, team None). Raises BlocklistError, changing nothing."""
-    text = _clean(team=team, text=text, is_regex=is_regex)
+    text = term_clean(team=team, text=text, is_regex=is_regex)
     with transaction.atomic():
         term = BlockedTerm.objects.create(team=team, text=text, is_regex=is_regex, created_by=actor)
         audit_record(actor=actor, act=AuditEntry.Act.BLOCKLIST_ADD, team=team, target=term, after=_state(term))
@@ -132,7 +133,7 @@ def term_add(*, actor: AbstractBaseUser, team: Team | None, text: str, is_regex:
 
 def term_change(*, actor: AbstractBaseUser, term: BlockedTerm, text: str, is_regex: bool) -> BlockedTerm:
     """Edit a term in place; an unchanged one is left alone (and not audited)."""
-    text = _clean(team=term.team, text=text, is_regex=is_regex, exclude=term.pk)
+    text = term_clean(team=term.team, text=text, is_regex=is_regex, exclude=term.pk)
     before = _state(term)
     if before == {"text": text, "is_regex": is_regex}:
         return term

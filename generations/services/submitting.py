@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 # The actions whose prompt goes upstream (the others send a parent's id): the blocklist checks these.
 SENDS_PROMPT = (Task.Action.IMAGINE, Task.Action.REROLL)
+# How a failed task's error starts when Apiframe said no to the submit (a banned prompt, mostly): the admin counts
+# these per member.
+UPSTREAM_REFUSED = "Apiframe refused the request"
 
 
 def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str, aspect_ratio: str) -> Prompt:
@@ -240,7 +243,7 @@ def _submit_failed(task_id: int, exc: ApiframeError) -> None:
     if exc.maybe_created:
         reason = "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
     else:
-        reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
+        reason = f"{UPSTREAM_REFUSED}: {exc.message}" if exc.message else f"{UPSTREAM_REFUSED}."
     now = timezone.now()
     Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
         at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now
