@@ -80,13 +80,26 @@ class BlockedTermAdminForm(forms.ModelForm):
         return data
 
 
+class TermListFilter(admin.SimpleListFilter):
+    title = "list"
+    parameter_name = "list"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("site", "Site-wide"), ("team", "A team's")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[BlockedTerm]) -> QuerySet[BlockedTerm]:
+        if self.value() in ("site", "team"):
+            return queryset.filter(team__isnull=self.value() == "site")
+        return queryset
+
+
 @admin.register(BlockedTerm)
 class BlockedTermAdmin(admin.ModelAdmin):
     """Site-wide terms (no team) and every team's; written through services.blocklist, so each change is audited."""
 
     form = BlockedTermAdminForm
     list_display = ("__str__", "is_regex", "scope", "created_by", "created_at")
-    list_filter = ("is_regex", ("team", admin.EmptyFieldListFilter), "team")
+    list_filter = (TermListFilter, "is_regex", "team")
     search_fields = ("text",)
     list_select_related = ("team", "created_by")
     autocomplete_fields = ("team",)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generations.blockmatch import Matcher, term_key, term_problem, words_of
@@ -117,6 +117,7 @@ def test_terms_that_fold_alike_are_the_same_term():
     assert term_key("ca phe", is_regex=True) != term_key("ca phe", is_regex=False)
 
 
+@settings(deadline=None)  # a loaded machine is no failure
 @given(st.text(max_size=300))
 def test_it_never_raises_on_any_prompt(prompt):
     m = matcher("ca phe", "cafe", "x", regex=(r"\bk[i1]ll", r"(a+)+$", r"\pL{3}\d"))
@@ -126,6 +127,7 @@ def test_it_never_raises_on_any_prompt(prompt):
 LETTERS = st.sampled_from(list("abcdeđĐăâêôơưàáảãạèéẹìíòóùúỳýAEIOUXYZ019 ,.-_!?\n"))
 
 
+@settings(deadline=None)
 @given(st.text(LETTERS, min_size=1, max_size=60), st.data())
 def test_any_run_of_a_prompts_words_blocks_it(prompt, data):
     words = words_of(prompt)

@@ -297,8 +297,18 @@ def test_the_admin_refuses_a_bad_pattern_with_its_reason(staff_client):
     assert not BlockedTerm.objects.exists() and not AuditEntry.objects.exists()
 
 
+def test_the_admin_lists_site_wide_and_team_terms_apart(staff_client, term, staff):
+    blocklist.term_add(actor=staff, team=None, text="nsfw")
+
+    def listed(query: str) -> list[str]:
+        return [t.text for t in staff_client.get(f"/admin/generations/blockedterm/{query}").context["cl"].result_list]
+
+    assert listed("") == ["ca phe", "nsfw"]
+    assert listed("?list=site") == ["nsfw"]
+    assert listed("?list=team") == ["ca phe"]
+
+
 def test_the_admin_edits_and_deletes_terms_through_the_audit(staff_client, term, team):
-    assert staff_client.get("/admin/generations/blockedterm/").status_code == 200
     url = f"/admin/generations/blockedterm/{term.pk}/change/"
     assert staff_client.post(url, {"text": "tra da", "is_regex": ""}).status_code == 302
     term.refresh_from_db()
