@@ -185,6 +185,8 @@ class Task(models.Model):
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
             # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
             models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The admin's refusals per member (admin.MembershipAdmin): a member's failed tasks in one team.
+            models.Index(fields=("created_by", "team", "status"), name="task_user_team_status"),
             # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
             # alone) and the studio's "anything of this team in flight?" (views.studio.team_is_busy, on every page
             # and pulse: four probes), however many tasks the team has finished. Not a partial index:
