@@ -283,8 +283,9 @@ def test_an_action_that_sends_no_prompt_is_not_checked(alice_client, make_task, 
     assert Task.objects.filter(parent=grid, action="upscale").exists()  # Apiframe gets the parent's id only
 
 
-def test_retry_of_a_blocked_prompt_is_refused(alice_client, make_task, owner, team):
-    failed = make_task(status="failed", error="Apiframe did not confirm this task")
+@pytest.mark.parametrize("action", ["imagine", "reroll"])
+def test_retry_of_a_blocked_prompt_is_refused(alice_client, make_task, owner, team, action):
+    failed = make_task(status="failed", action=action, error="Apiframe did not confirm this task")
     Prompt.objects.filter(pk=failed.prompt_id).update(text="more ca phe")
     blocklist.term_add(actor=owner, team=team, text="ca phe")
     response = alice_client.post(f"/tasks/{failed.pk}/retry/", {"idempotency_key": str(uuid.uuid4())})
@@ -292,6 +293,15 @@ def test_retry_of_a_blocked_prompt_is_refused(alice_client, make_task, owner, te
     page = alice_client.get("/").content.decode()
     assert "Your prompt contains “ca phe”, which this team does not allow." in page
     assert Task.objects.count() == 1
+
+
+def test_a_remix_goes_through_the_composer_and_is_refused_there(alice_client, ca_phe):
+    page = alice_client.get("/?prompt=C%C3%A0+ph%C3%AA+%C4%91en&remix=1").content.decode()
+    assert "Cà phê đen</textarea>" in page  # prefilled from a task page
+    response = _imagine(alice_client, "Cà phê đen", **HTMX)
+    assert response.status_code == 422
+    assert "Your prompt contains “ca phe”, which this team does not allow." in response.content.decode()
+    assert not Task.objects.exists()
 
 
 # --- Against the sandbox: nothing reaches Apiframe -----------------------------------------------------------------

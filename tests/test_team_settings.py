@@ -403,3 +403,33 @@ def test_the_admin_screens_are_for_staff_only(client, owner):
     for url in ("/admin/generations/blockedterm/", "/admin/generations/membership/"):
         assert client.get(url).status_code == 302
     assert not Task.objects.exists()
+
+
+def _admin_queries(client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured.captured_queries)
+
+
+def test_the_admin_lists_ask_no_query_per_row(staff_client, staff, team, make_task, django_user_model):
+    def grow(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            user = django_user_model.objects.create_user(f"member{i}")
+            Membership.objects.create(team=team, user=user)
+            make_task(user=user, status="failed", error=f"{submitting.UPSTREAM_REFUSED}: Banned prompt detected")
+            blocklist.term_add(actor=user, team=team if i % 2 else None, text=f"word{i}")
+
+    grow(0, 2)
+    few = [
+        _admin_queries(staff_client, url)
+        for url in ("/admin/generations/membership/", "/admin/generations/blockedterm/")
+    ]
+    grow(2, 10)
+    many = [
+        _admin_queries(staff_client, url)
+        for url in ("/admin/generations/membership/", "/admin/generations/blockedterm/")
+    ]
+    assert many == few
