@@ -40,7 +40,7 @@ def test_a_phrase_blocked_by_the_owner_is_refused_in_a_members_composer(studio, 
     page.get_by_role("button", name="Block").click()
     expect(page.get_by_text("Blocked “\\bk[i1]ll(s|ing)?\\b”.")).to_be_visible()
     assert BlockedTerm.objects.count() == 2
-    page.screenshot(path=artifacts / "team-settings-1280.png", full_page=True)
+    page.screenshot(path=artifacts / "team-settings-1280.png")
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=artifacts / "team-settings-390.png", full_page=True)
 

@@ -34,10 +34,12 @@ def _page(request: HttpRequest, *, status: int = 200, **extra: object) -> HttpRe
     return render(request, "generations/team_settings.html", _settings_context(request, **extra), status=status)
 
 
-def _done(request: HttpRequest, message: str, anchor: str) -> HttpResponse:
+def _done(request: HttpRequest, message: str, anchor: str = "") -> HttpResponse:
+    """Back to the page, saying what was done; after an edit, scrolled to the row (lit by :target)."""
     messages.success(request, message)
     response = redirect("generations:team_settings")
-    response["Location"] += f"#{anchor}"
+    if anchor:
+        response["Location"] += f"#{anchor}"
     return response
 
 
@@ -63,7 +65,7 @@ def blocklist_add(request: HttpRequest) -> HttpResponse:
         term = blocklist.term_add(actor=request.user, team=request.team, text=text, is_regex=is_regex)
     except blocklist.BlocklistError as exc:
         return _page(request, status=422, add_term={"text": text, "is_regex": is_regex, "error": str(exc)})
-    return _done(request, f"Blocked “{term.text}”.", "blocklist")
+    return _done(request, f"Blocked “{term.text}”.")
 
 
 @require_POST
@@ -85,7 +87,7 @@ def blocklist_change(request: HttpRequest, pk: int) -> HttpResponse:
 def blocklist_remove(request: HttpRequest, pk: int) -> HttpResponse:
     term = _get_term(request, pk)
     blocklist.term_remove(actor=request.user, term=term)
-    return _done(request, f"Removed “{term.text}” from the blocklist.", "blocklist")
+    return _done(request, f"Removed “{term.text}” from the blocklist.")
 
 
 # --- Members and roles ------------------------------------------------------------------------------------------
@@ -131,4 +133,4 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     if membership.user_id == request.user.pk and not request.user.is_staff:
         messages.success(request, f"You left {membership.team.name}.")
         return redirect("generations:studio")  # no longer an owner here: the settings page is not theirs
-    return _done(request, f"Removed {membership.user.get_username()} from the team.", "members")
+    return _done(request, f"Removed {membership.user.get_username()} from the team.")
