@@ -89,9 +89,13 @@ class TaskQuerySet(models.QuerySet["Task"]):
         """Hidden tasks are gone for everyone but staff (who see them, marked as hidden)."""
         return self if getattr(user, "is_staff", False) else self.filter(hidden_at=None)
 
-    def for_cards(self) -> TaskQuerySet:
-        """With everything a task card shows, in a fixed number of queries."""
-        return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+    def for_cards(self, *, user: object = None) -> TaskQuerySet:
+        """With everything a task card shows, in a fixed number of queries. Given a user, only the images they
+        may see (a hidden image leaves its card for non-staff)."""
+        images = "images"
+        if user is not None and not getattr(user, "is_staff", False):
+            images = models.Prefetch("images", queryset=Image.objects.filter(hidden_at=None))
+        return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related(images)
 
     def update_visibly(self, *, at: datetime | None = None, **changes: object) -> int:
         """An update that a card shows: it also bumps `updated_at`, which the live refresh asks about ("what

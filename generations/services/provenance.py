@@ -33,7 +33,18 @@ BUNDLE_MAX_DEPTH = 100
 # Files are copied into the zip in chunks of this size: an image is never held whole.
 CHUNK_SIZE = 64 * 1024
 BUNDLE_FORMAT = "mjstudio-provenance/1"
-_NODE_FIELDS = ("pk", "team_id", "action", "option", "parent_index", "status", "created_at", "created_by")
+_NODE_FIELDS = (
+    "pk",
+    "team_id",
+    "action",
+    "option",
+    "parent_index",
+    "status",
+    "created_at",
+    "created_by",
+    "hidden_at",
+    "hidden_reason",
+)
 _PK_PLACEHOLDER = 987654321
 NAME_MAX_WORDS = 8
 NAME_MAX_LENGTH = 60
@@ -66,6 +77,8 @@ class TreeRow:
     parent_outside: bool = False  # in a bundle: made from a task that is not in it
     entry: dict | None = None  # in a bundle: the task's record in metadata.json
     status: str = ""
+    placeholder: bool = False  # a hidden task, for non-staff: "Hidden by a moderator", nothing else of it
+    hidden_reason: str = ""  # for staff: why the task (or its first image) was hidden
 
 
 @dataclass
@@ -154,10 +167,14 @@ def _url_for_pk(name: str, *args: str) -> Callable[[int], str]:
     return lambda pk: f"{head}{pk}{tail}"
 
 
-def lineage_tree(*, task: Task) -> Lineage:
+def lineage_tree(*, task: Task, show_hidden: bool = False) -> Lineage:
     """The task's family as rows of a drawn tree, with the cost of the branch from the root to it and of the
     whole family. Three queries whatever the family's size: the family's links, its shown tasks, their first
-    images."""
+    images.
+
+    A hidden task stays in the tree, so what was made from it still hangs from it: for non-staff as a
+    placeholder (no prompt, picture or link), for staff (`show_hidden`) marked with the reason. The costs count
+    every task, hidden or not: credits spent are spent."""
     family = list(
         Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
         .order_by("created_at", "pk")
@@ -179,7 +196,7 @@ def lineage_tree(*, task: Task) -> Lineage:
     thumbs = {
         image.task_id: image
         for image in Image.objects.filter(task_id__in=pks, index=1, task__team_id=task.team_id).only(
-            "pk", "task_id", "index", "width", "height", "thumbnail", "mirrored_at"
+            "pk", "task_id", "index", "width", "height", "thumbnail", "mirrored_at", "hidden_at", "hidden_reason"
         )
     }
     on_branch = set(branch)
@@ -188,6 +205,16 @@ def lineage_tree(*, task: Task) -> Lineage:
         if row.pk is not None:
             row.task, row.thumb = tasks[row.pk], thumbs.get(row.pk)
             row.current, row.on_branch = row.pk == task.pk, row.pk in on_branch
+            if row.task.is_hidden and not show_hidden:
+                row.task, row.thumb, row.placeholder = None, None, True
+                continue
+            if row.thumb is not None and row.thumb.is_hidden:
+                if not show_hidden:
+                    row.thumb = None
+                else:
+                    row.hidden_reason = f"Image 1: {row.thumb.hidden_reason}"
+            if row.task.is_hidden:
+                row.hidden_reason = row.task.hidden_reason
             row.url = task_url(row.pk)
             if row.thumb is not None and row.thumb.thumbnail:
                 row.thumb_url = thumb_url(row.thumb.pk)
@@ -199,7 +226,9 @@ def lineage_tree(*, task: Task) -> Lineage:
         family_credits=sum(credits.values()),
         branch=branch,
         branch_credits=sum(credits.get(pk, 0) for pk in branch),
-        children=[tasks[pk] for pk in children.get(task.pk, []) if pk in tasks],
+        children=[
+            tasks[pk] for pk in children.get(task.pk, []) if pk in tasks and (show_hidden or not tasks[pk].is_hidden)
+        ],
     )
 
 
@@ -228,6 +257,11 @@ def _iso(moment: object) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _hidden_mark(item: Task | Image) -> dict:
+    """In a staff member's bundle (the only ones that hold hidden items): why a moderator hid it."""
+    return {"hidden_reason": item.hidden_reason} if item.hidden_at is not None else {}
+
+
 def _task_entry(task: Task, images: Iterable[Image]) -> dict:
     """metadata.json's record of a task and of its images in the bundle ("file": its name in the zip)."""
     return {
@@ -251,6 +285,7 @@ def _task_entry(task: Task, images: Iterable[Image]) -> dict:
         "apiframe_task_id": task.apiframe_task_id,
         "status": task.status,
         "error": task.error,
+        **_hidden_mark(task),
         "images": [
             {
                 "id": image.pk,
@@ -261,6 +296,7 @@ def _task_entry(task: Task, images: Iterable[Image]) -> dict:
                 "size_bytes": image.size_bytes,
                 "sha256": image.content_hash,
                 "mirrored_at": _iso(image.mirrored_at),
+                **_hidden_mark(image),
             }
             for image in images
         ],
@@ -359,6 +395,8 @@ _BUNDLE_IMAGE_FIELDS = (
     "size_bytes",
     "content_hash",
     "mirrored_at",
+    "hidden_at",
+    "hidden_reason",
 )
 
 
@@ -371,15 +409,19 @@ def _entries(tasks: QuerySet[Task], images: dict[int, list[Image]], stored: dict
     return entries
 
 
-def bundle_for_lineage(*, task: Task) -> ZipStream:
-    """The whole family of the task's root: every task and every saved image. Two queries."""
+def bundle_for_lineage(*, task: Task, show_hidden: bool = False) -> ZipStream:
+    """The whole family of the task's root: every task and every saved image. Two queries.
+    Hidden tasks and images are left out (their children say they were made from a task not in the bundle),
+    unless `show_hidden` (staff), which keeps them, marked with the reason."""
+    visible = {} if show_hidden else {"hidden_at": None}
     images = _images_by_task(
         Image.objects.filter(task__team_id=task.team_id, task__root_id=task.root_id)
+        .filter(**visible, **{f"task__{k}": v for k, v in visible.items()})
         .only(*_BUNDLE_IMAGE_FIELDS)
         .iterator(2000)
     )
     stored: dict[int, str] = {}
-    family = Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
+    family = Task.objects.filter(team_id=task.team_id, root_id=task.root_id, **visible)
     entries = _entries(family, images, stored)
     root = next((e for e in entries if e["id"] == task.root_id), None)
     title = f"Lineage of “{(root or {'prompt': task.prompt.text})['prompt'][:80]}”"
@@ -388,10 +430,15 @@ def bundle_for_lineage(*, task: Task) -> ZipStream:
     )
 
 
-def bundle_for_collection(*, collection: Collection) -> ZipStream:
+def bundle_for_collection(*, collection: Collection, show_hidden: bool = False) -> ZipStream:
     """The collection's images with their tasks, and every task on the way from their roots to them (metadata
-    only: their images are not in the collection), so the page shows how each image was made."""
+    only: their images are not in the collection), so the page shows how each image was made.
+    Hidden images, images of hidden tasks and hidden tasks on the way are left out, unless `show_hidden`."""
     team_id = collection.team_id
+    visible = {} if show_hidden else {"hidden_at": None}
+    items = collection.items.filter(image__task__team_id=team_id)
+    if not show_hidden:
+        items = items.filter(image__hidden_at=None, image__task__hidden_at=None)
     items = [
         {
             "image_id": item.image_id,
@@ -400,9 +447,7 @@ def bundle_for_collection(*, collection: Collection) -> ZipStream:
             "added_at": _iso(item.added_at),
             "image": item.image,
         }
-        for item in collection.items.filter(image__task__team_id=team_id)
-        .select_related("image", "added_by")
-        .order_by("added_at", "pk")
+        for item in items.select_related("image", "added_by").order_by("added_at", "pk")
     ]
     collected = _images_by_task(item.pop("image") for item in items)
     roots = set(
@@ -413,7 +458,7 @@ def bundle_for_collection(*, collection: Collection) -> ZipStream:
     for pk in collected:
         wanted.update(_way_down(links, pk) if pk in links else [pk])
     stored: dict[int, str] = {}
-    entries = _entries(Task.objects.filter(team_id=team_id, pk__in=wanted), collected, stored)
+    entries = _entries(Task.objects.filter(team_id=team_id, pk__in=wanted, **visible), collected, stored)
     return _bundle(
         team=collection.team,
         kind="collection",

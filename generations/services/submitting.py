@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
-from generations.models import Collection, Prompt, Task, Team
+from generations.models import Collection, Image, Prompt, Task, Team
 from generations.services import blocklist, limits
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
@@ -28,6 +28,24 @@ SENDS_PROMPT = (Task.Action.IMAGINE, Task.Action.REROLL)
 # How a failed task's error starts when Apiframe said no to the submit (a banned prompt, mostly): the admin counts
 # these per member.
 UPSTREAM_REFUSED = "Apiframe refused the request"
+
+
+class ParentHidden(Exception):
+    """An action on a hidden image, or on an image or prompt of a hidden task: nothing was created."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _refuse_hidden(*, tasks: list[Task | None], parent: Task | None, index: int | None) -> None:
+    """Raise ParentHidden if a moderator hid any of `tasks`, or the parent's image `index` (a hidden image can
+    be no parent, for staff either: new work would send it upstream again)."""
+    if any(task is not None and task.hidden_at is not None for task in tasks):
+        raise ParentHidden("A moderator hid this task: it can't be used for new work.")
+    hidden_images = Image.objects.filter(task=parent, index=index, hidden_at__isnull=False)
+    if parent is not None and index is not None and hidden_images.exists():
+        raise ParentHidden(f"A moderator hid image {index}: it can't be used for new work.")
 
 
 def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str, aspect_ratio: str) -> Prompt:
@@ -128,7 +146,9 @@ def task_create_child(
     index: int | None,
     idempotency_key: uuid.UUID,
 ) -> tuple[Task, bool]:
-    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job."""
+    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job.
+    Raises ParentHidden, having created nothing, when the parent or its image is hidden."""
+    _refuse_hidden(tasks=[parent], parent=parent, index=index)
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
@@ -144,7 +164,9 @@ def task_create_child(
 
 
 def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID) -> tuple[Task, bool]:
-    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history)."""
+    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history).
+    Raises ParentHidden, having created nothing, when it, its parent or the parent's image is hidden."""
+    _refuse_hidden(tasks=[task, task.parent], parent=task.parent, index=task.parent_index)
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,

@@ -39,7 +39,9 @@ def pk_url(context: template.Context, name: str, pk: int, *args: object) -> str:
 
 
 @register.simple_tag(takes_context=True)
-def card_image(context: template.Context, image: Image, *, aspect_ratio: str, actions: bool) -> SafeString:
+def card_image(
+    context: template.Context, image: Image, *, aspect_ratio: str, actions: bool, hidden_task: object = None
+) -> SafeString:
     """One image of a card: its thumbnail linking to the full file, or how its download is going; and, once the
     card is ready, its Actions button (studio.js opens the page's one menu for it; without JS it opens the image's
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
@@ -56,13 +58,18 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
         else:
             status = "Saving failed, trying again…" if image.mirror_error else "Saving…"
         body = f'<div class="shot__placeholder ar-{slugify(aspect_ratio)}">{status}</div>'
+    # Only staff are shown a hidden image (or one of a hidden task): marked, and never offered for new work.
+    mark = ""
+    if image.hidden_at is not None:
+        reason = escape(image.hidden_reason)
+        mark = f'<span class="shot__hidden" title="{reason}">Hidden · {reason}</span>\n'
     button = ""
-    if actions:
+    if actions and image.hidden_at is None and hidden_task is None:
         button = f'<button class="shot__actions" name="index" value="{index}" aria-label="Actions for image {index}">'
         button += "Actions</button>\n"
-    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
+    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the texts escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{button}</figure>')  # noqa: S308
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{mark}{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag

@@ -39,7 +39,8 @@ def _mine_only(request: HttpRequest) -> bool:
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
-    tasks = Task.objects.for_team(team).for_cards()
+    # Hidden tasks and images are gone for non-staff; staff see them, marked.
+    tasks = Task.objects.for_team(team).visible_to(user).for_cards(user=user)
     if mine_only:
         tasks = tasks.filter(created_by=user)
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
