@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.utils.functional import SimpleLazyObject
@@ -34,7 +35,9 @@ def _current_team(request: HttpRequest) -> Team | None:
         return None
     team_id = request.session.get("team_id")
     if team_id:
-        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        # With the user's role in it, so that `request.is_team_owner` (the header asks on every page) costs no query.
+        mine = Team.objects.filter(pk=team_id, memberships__user=request.user)
+        team = mine.annotate(viewer_role=F("memberships__role")).first()
         if team:
             return team
     team = teams.team_ensure_for_user(user=request.user)
