@@ -35,11 +35,10 @@ def _current_team(request: HttpRequest) -> Team | None:
         return None
     team_id = request.session.get("team_id")
     if team_id:
-        # With the user's role in it (the same join): the owners' links on every page cost no query.
+        # With the user's role in it, so that `request.is_team_owner` (the header asks on every page) costs no query.
         mine = Team.objects.filter(pk=team_id, memberships__user=request.user)
-        team = mine.annotate(member_role=F("memberships__role")).first()
+        team = mine.annotate(viewer_role=F("memberships__role")).first()
         if team:
-            team.member_role_of = request.user.pk  # whose role that is (teams.is_team_owner checks)
             return team
     team = teams.team_ensure_for_user(user=request.user)
     request.session["team_id"] = team.pk

@@ -5,12 +5,13 @@ from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from generations import actions
+from generations import actions, blockmatch
 
 
 class Team(models.Model):
@@ -188,6 +189,8 @@ class Task(models.Model):
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
             # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
             models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The admin's refusals per member (admin.MembershipAdmin): a member's failed tasks in one team.
+            models.Index(fields=("created_by", "team", "status"), name="task_user_team_status"),
             # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
             # alone) and the studio's "anything of this team in flight?" (views.studio.team_is_busy, on every page
             # and pulse: four probes), however many tasks the team has finished. Not a partial index:
@@ -527,16 +530,23 @@ class BlockedTerm(models.Model):
     text = models.CharField(max_length=MAX_LENGTH)
     is_regex = models.BooleanField(
         default=False,
-        help_text="A Python regular expression, matched against the prompt lower-cased and without accents.",
+        help_text="An RE2 regular expression (no backreferences or lookarounds), searched in the prompt without "
+        "accents, ignoring case. Not whole-word unless you write \\b.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # Counts edits: with the row count and the newest id it tells every process its compiled terms are stale.
+    revision = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ("text",)
 
     def __str__(self) -> str:
         return f"/{self.text}/" if self.is_regex else self.text
+
+    def clean(self) -> None:
+        if problem := blockmatch.term_problem(self.text, is_regex=self.is_regex):
+            raise ValidationError({"text": problem})
 
 
 class AuditEntry(models.Model):

@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, library, moderation, provenance, studio, system, tasks, usage
+from generations.views import (
+    accounts,
+    collections,
+    library,
+    moderation,
+    provenance,
+    studio,
+    system,
+    tasks,
+    team,
+    usage,
+)
 
 app_name = "generations"
 
@@ -30,6 +41,13 @@ urlpatterns = [
     path("images/<int:pk>/favourite/", library.image_favourite, name="image_favourite"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
+    path("team/settings/", team.team_settings, name="team_settings"),
+    path("team/blocklist/", team.blocklist_add, name="blocklist_add"),
+    path("team/blocklist/<int:pk>/", team.blocklist_change, name="blocklist_change"),
+    path("team/blocklist/<int:pk>/remove/", team.blocklist_remove, name="blocklist_remove"),
+    path("team/members/", team.member_add, name="member_add"),
+    path("team/members/<int:pk>/role/", team.member_role, name="member_role"),
+    path("team/members/<int:pk>/remove/", team.member_remove, name="member_remove"),
     path("usage/", usage.usage, name="usage"),
     path("moderation/", moderation.moderation_queue, name="moderation"),
     path("moderation/act/", moderation.moderation_act, name="moderation_act"),

@@ -267,6 +267,14 @@ ROUTES = {
         ("POST",),
         {"items": ("task:1", "image:1"), "act": ("hide", "restore", "clear"), "reason": ("spam",)},
     ),
+    # Owners only (alice is a member: 403, nothing changes); a term's or a membership's id is drawn like a task's.
+    "team_settings": Route("/team/settings/", ("GET",), {}),
+    "blocklist_add": Route("/team/blocklist/", ("POST",), {"text": ("ca phe", "(a"), "is_regex": ("on", "")}),
+    "blocklist_change": Route("/team/blocklist/{task}/", ("POST",), {"text": ("tra da",), "is_regex": ("on",)}),
+    "blocklist_remove": Route("/team/blocklist/{task}/remove/", ("POST",), {}),
+    "member_add": Route("/team/members/", ("POST",), {"username": ("bob", "charlie"), "role": ("owner", "member")}),
+    "member_role": Route("/team/members/{task}/role/", ("POST",), {"role": ("owner", "member", "staff")}),
+    "member_remove": Route("/team/members/{task}/remove/", ("POST",), {}),
 }
 
 

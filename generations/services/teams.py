@@ -32,8 +32,8 @@ def is_team_owner(*, user: AbstractBaseUser, team: Team) -> bool:
     """Whether the user may moderate, approve and manage members in this team: its owners, and staff."""
     if getattr(user, "is_staff", False):
         return True
-    if getattr(team, "member_role_of", None) == user.pk:  # the middleware read the team with this user's role
-        return team.member_role == Membership.Role.OWNER
+    if (role := getattr(team, "viewer_role", None)) is not None:  # read with the team (TeamMiddleware)
+        return role == Membership.Role.OWNER
     return Membership.objects.filter(team=team, user=user, role=Membership.Role.OWNER).exists()
 
 

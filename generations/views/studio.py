@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Prompt, Task, Team
-from generations.services import limits, submitting
+from generations.services import blocklist, limits, submitting
 
 STUDIO_PAGE_SIZE = 24
 # While anything is in flight the page asks for changes this often; otherwise only now and then,
@@ -122,6 +122,8 @@ def task_create(request: HttpRequest) -> HttpResponse:
         )
     except limits.SubmissionRefused as refused:
         return _composer_refused(request, form, refused)
+    except blocklist.PromptBlocked as blocked:
+        return _composer_blocked(request, form, blocked)
     if not request.htmx:
         return redirect("generations:studio")
     # A fresh key; mode, ratio and collection stay as chosen.
@@ -139,6 +141,14 @@ def _composer_refused(request: HttpRequest, form: ImagineForm, refused: limits.S
         response = render(request, "generations/studio.html", _studio_context(request, form=form), status=429)
     response["Retry-After"] = str(refused.retry_after)
     return response
+
+
+def _composer_blocked(request: HttpRequest, form: ImagineForm, blocked: blocklist.PromptBlocked) -> HttpResponse:
+    """The composer again, prompt kept so it can be reworded, naming the blocked term on the prompt itself."""
+    form.add_error("prompt", blocked.message)
+    if request.htmx:
+        return render(request, "generations/studio.html#composer", {"form": form}, status=422)
+    return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
 
 
 def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
-from generations.services import limits, provenance, submitting
+from generations.services import blocklist, limits, provenance, submitting
 from generations.views.studio import render_new_card
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def task_act(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, parent, refused.message, index=menu, retry_after=refused.retry_after)
     except submitting.ParentHidden as hidden:
         return _refused(request, parent, hidden.message, index=str(index) if index else None)
+    except blocklist.PromptBlocked as blocked:  # a Reroll sends the prompt again
+        return _refused(request, parent, blocked.message)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": parent, "key_for": index or "reroll"})
@@ -110,6 +112,8 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, failed, refused.message, retry_after=refused.retry_after)
     except submitting.ParentHidden as hidden:
         return _refused(request, failed, hidden.message)
+    except blocklist.PromptBlocked as blocked:
+        return _refused(request, failed, blocked.message)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0010_moderation_review_roles_audit'),
+        ('generations', '0011_blocklist_terms_and_refusals'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
