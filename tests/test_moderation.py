@@ -572,3 +572,18 @@ def test_no_act_gets_a_5xx_and_a_refused_one_changes_nothing(
             assert (AuditEntry.objects.count(), list(Task.objects.values_list("hidden_at", "flagged_at"))) == before
             assert Image.objects.get(pk=image.pk).flagged_at is not None
         transaction.set_rollback(True)
+
+
+def test_every_place_offers_its_flag_link(alice_client, grid):
+    image = image_of(grid, 1)
+    flag_image, flag_task = f"/images/{image.pk}/flag/", f"/tasks/{grid.pk}/flag/"
+    # A library tile's Actions (and a task page image's) lead to the image's menu page, which has the image's link.
+    library = alice_client.get(reverse("generations:library")).content.decode()
+    actions_url = f"/tasks/{grid.pk}/actions/?index=1"
+    assert f'class="tile__act" href="{actions_url}"' in library
+    assert f'class="menu__flag" href="{flag_image}"' in alice_client.get(actions_url).content.decode()
+    studio = alice_client.get(reverse("generations:studio")).content.decode()
+    assert f'class="flag-open" href="{flag_task}"' in studio and 'class="menu__flag"' in studio
+    assert 'id="flag-dialog"' in studio
+    task_page = alice_client.get(reverse("generations:task_detail", args=[grid.pk])).content.decode()
+    assert f'class="btn flag-open" href="{flag_task}"' in task_page and 'id="flag-dialog"' in task_page
