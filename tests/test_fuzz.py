@@ -244,6 +244,7 @@ ROUTES = {
             "mode": ("fast",),
             "ratio": ("1:1",),
             "fav": ("1",),
+            "review": ("none", "shortlisted", "approved", "rejected"),
             "collection": ("{collection_id}",),
             "lineage": ("{task_id}",),
             "stacks": ("0", ""),
@@ -256,6 +257,10 @@ ROUTES = {
     ),
     "library_stack": Route("/library/stacks/{task}/", ("GET",), {"fold": ("1",), "q": ("phe",)}),
     "image_favourite": Route("/images/{image}/favourite/", ("POST",), {"on": ("1", "0", "")}),
+    "image_review": Route(
+        "/images/{image}/review/", ("POST",), {"state": ("none", "shortlisted", "approved", "rejected", "")}
+    ),
+    "approved_export": Route("/library/approved/export/", ("GET",), {}),
 }
 
 

@@ -107,6 +107,7 @@ class Filters:
     mode: str = ""
     aspect_ratio: str = ""
     favourites: bool = False
+    review: str | None = None  # an image's review state ("" for not reviewed); None: any
     collection_id: int | None = None
     root_id: int | None = None
     stacked: bool = True
@@ -152,6 +153,7 @@ class Tile:
     mirrored: bool
     mirror_gave_up: bool
     favourite: bool
+    review: str = ""
     stack_count: int = 1
     stack_actions: list[str] = field(default_factory=list)
 
@@ -271,6 +273,7 @@ _VALUES = (
     "image_mirrored_at",
     "image_attempts",
     "favourite",
+    "image_review_state",
 )
 
 
@@ -316,6 +319,8 @@ class Library:
             self.condition &= Q(root_id=f.root_id)
         if f.favourites or f.collection_id:
             self._select_images()
+        if f.review is not None:
+            self._select_review()
 
     def _select_prompts(self) -> None:
         f = self.filters
@@ -359,6 +364,19 @@ class Library:
         if len(few) <= limit:
             self.lists &= Q(images__id__in=few)
 
+    def _select_review(self) -> None:
+        """Images in one review state. Most images are not reviewed: for those, walk. A state set by hand is
+        usually rarer: when few images of the team are in it, their ids lead (index image_review_state)."""
+        state = self.filters.review
+        self.condition &= Q(image_review=state)
+        if state == Image.Review.NONE:
+            return
+        reviewed = Image.objects.filter(review_state=state, task__team_id=self.team_id).values_list("id", flat=True)
+        limit = FEW_IMAGES * (POSTGRES_LIST_FACTOR if connection.vendor == "postgresql" else 1)
+        few = list(reviewed[: limit + 1])
+        if len(few) <= limit:
+            self.lists &= Q(images__id__in=few)
+
     def _rows(self, *, by_root: bool = False) -> QuerySet:
         """Every matching row (a task and one of its images, or the task alone), unordered.
 
@@ -372,6 +390,8 @@ class Library:
         rows = Task.objects.filter(self.lists) if leading else Task.objects.all()
         rows = rows.alias(team_key=_unindexed("team_id"), author_key=_unindexed("created_by_id"))
         rows = rows.annotate(image_id=F("images__id"), image_index=Coalesce("images__index", 0))
+        if self.filters.review is not None:
+            rows = rows.alias(image_review=F("images__review_state"))
         unindexed = bool(leading) or by_root
         who = Q(team_key=self.team_id) if unindexed else Q(team_id=self.team_id)
         if self.filters.author_id is not None:
@@ -423,6 +443,7 @@ class Library:
             image_mirrored_at=F("images__mirrored_at"),
             image_attempts=F("images__mirror_attempts"),
             favourite=Exists(favourite),
+            image_review_state=F("images__review_state"),
         )
         rows = rows.order_by("-created_at", "-pk", "image_index").values(*_VALUES)[:limit]
         return [
@@ -446,6 +467,7 @@ class Library:
                 mirror_gave_up=row["image_mirrored_at"] is None
                 and (row["image_attempts"] or 0) >= Image.MIRROR_MAX_ATTEMPTS,
                 favourite=row["favourite"],
+                review=row["image_review_state"] or "",
             )
             for row in rows
         ]

@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from generations import actions
 from generations.models import Image
+from generations.templatetags.review import is_owner, review_control_html
 
 register = template.Library()
 
@@ -45,11 +46,13 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
     and a dozen template nodes per image cost several times what this does."""
     index = int(image.index)
+    review = ""
     if image.mirrored_at is not None:
         full = pk_url(context, "generations:image_file", image.pk, "full")
         thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
         size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
         body = f'<a class="shot__link" href="{full}" target="_blank"><img src="{thumb}"{size} alt="Image {index}"></a>'
+        review = review_control_html(image.pk, image.review_state, owner=is_owner(context)) + "\n"
     else:
         if image.mirror_gave_up:
             status = escape(f"Could not save this image: {image.mirror_error}")
@@ -62,7 +65,8 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
         button += "Actions</button>\n"
     # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{button}</figure>')  # noqa: S308
+    figure = f'<figure class="shot" id="i{int(image.pk)}" data-index="{index}" data-image="{int(image.pk)}">'
+    return mark_safe(f"{figure}\n{body}\n{review}{button}</figure>")  # noqa: S308
 
 
 @register.simple_tag
