@@ -118,7 +118,9 @@ def _state() -> list[tuple]:
     tasks = Task.objects.order_by("pk").values_list(
         "pk", "status", "percentage", "error", "upstream_status", "updated_at", "last_heard_at", "result"
     )
-    images = Image.objects.order_by("pk").values_list("pk", "task_id", "index", "source_url", "mirrored_at")
+    images = Image.objects.order_by("pk").values_list(
+        "pk", "task_id", "index", "source_url", "mirrored_at", "review_state"
+    )
     return [*tasks, *images]
 
 

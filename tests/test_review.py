@@ -219,7 +219,7 @@ def test_the_state_shows_as_a_badge_everywhere(client, alice, olivia, grid):
         html = client.get(url).content.decode()
         assert _controls(html)[first.pk] == "approved" and _controls(html)[second.pk] == "shortlisted"
         # The member's badge for an owner's decision is not a button; their shortlist is a pressed one.
-        assert '<span class="rv__badge rv__badge--approved">✓ Approved</span>' in html
+        assert '<span class="rv__badge rv__badge--approved">✓<span class="rv__word"> Approved</span></span>' in html
         assert re.search(rf'id="rv{second.pk}s"[^>]*value="none" aria-pressed="true"', html)
 
 
@@ -242,7 +242,7 @@ def test_the_image_menu_has_a_review_row_with_the_keys(client, alice, olivia, gr
     html = client.get("/").content.decode()
     row = re.search(r'<div class="menu__row menu__row--review".*?</div>', html, re.S).group(0)
     assert re.findall(r'name="state" value="(\w+)"', row) == ["shortlisted", "none"]
-    assert "keys S · 0" in row
+    assert "Keys on a focused image: <kbd>S</kbd> shortlist · <kbd>0</kbd> clear</p>" in html
     client.force_login(olivia)
     page = client.get(f"/tasks/{grid.pk}/actions/?index=2").content.decode()  # the menu without JS
     row = re.search(r'<div class="menu__row menu__row--review".*?</div>', page, re.S).group(0)

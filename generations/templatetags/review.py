@@ -48,7 +48,7 @@ def review_control_html(image_id: int, state: str, *, owner: bool) -> SafeString
         )
     if not owner and state in ("approved", "rejected"):
         glyph, word = _BADGES[state]
-        parts.append(f'<span class="rv__badge rv__badge--{state}">{glyph} {word}</span>')
+        parts.append(f'<span class="rv__badge rv__badge--{state}">{glyph}<span class="rv__word"> {word}</span></span>')
     parts.append("</div>")
     # Safe as it is: an int, a URL reversed from an int, and fixed words (state is one of the model's choices).
     return mark_safe("".join(parts))  # noqa: S308
@@ -69,7 +69,7 @@ def review_owner(context: template.Context) -> bool:
 def review_choices(context: template.Context) -> list[tuple[str, str, str, str]]:
     """The image menu's review buttons for this viewer: (value, glyph, verb, key), then "clear"."""
     buttons = _BUTTONS if is_owner(context) else _BUTTONS[:1]
-    return [*((value, glyph, verb, key) for value, glyph, verb, key, _ in buttons), ("none", "○", "Clear", "0")]
+    return [*((value, glyph, verb, key) for value, glyph, verb, key, _ in buttons), ("none", "", "Clear", "0")]
 
 
 @register.simple_tag
