@@ -38,19 +38,24 @@ def test_a_member_shortlists_by_keyboard_and_the_owner_approves(chromium, page: 
     opener = card.get_by_role("button", name="Actions for image 2")
     opener.focus()
     page.keyboard.press("s")
-    control = page.locator(f"#rv{image.pk}")
+    control = card.locator('.shot[data-index="2"] > .rv')
     expect(control).to_have_class("rv rv--shortlisted")
-    expect(control.get_by_role("button", name="Shortlist")).to_have_attribute("aria-pressed", "true")
-    expect(control).to_contain_text("Shortlisted")
+    expect(control).to_have_attribute("aria-pressed", "true")
+    expect(control).to_have_attribute("title", "Shortlisted: press to clear (0)")
     expect(card.get_by_role("button", name="Actions for image 2")).to_be_focused()
     assert Image.objects.get(pk=image.pk).review_state == "shortlisted"
     # A tells them why not, and changes nothing.
     page.keyboard.press("a")
     expect(page.locator("#review-feedback")).to_have_text("Only the team's owners can approve or reject an image.")
     assert Image.objects.get(pk=image.pk).review_state == "shortlisted"
-    # The upscale's own control shortlists it by a click.
-    page.locator(f"#task-{upscale.pk} .rv__btn--shortlisted").click()
-    expect(page.locator(f"#rv{upscale.images.get().pk}")).to_have_class("rv rv--shortlisted")
+    # The upscale's own control shortlists it by a click, and a second click clears it; a third shortlists again.
+    upscale_control = page.locator(f"#task-{upscale.pk} .shot > .rv")
+    upscale_control.click()
+    expect(upscale_control).to_have_class("rv rv--shortlisted")
+    upscale_control.click()
+    expect(upscale_control).to_have_class("rv")
+    upscale_control.click()
+    expect(upscale_control).to_have_class("rv rv--shortlisted")
 
     # The owner, in a studio of their own: approve from the image menu.
     owner_context = chromium.new_context(viewport={"width": 1280, "height": 900})
@@ -64,24 +69,30 @@ def test_a_member_shortlists_by_keyboard_and_the_owner_approves(chromium, page: 
     review_row = menu.locator(".menu__row--review")
     expect(review_row.get_by_role("button", name="Shortlist")).to_have_attribute("aria-pressed", "true")
     review_row.get_by_role("button", name="Approve").click()
-    expect(owner.locator(f"#rv{image.pk}")).to_have_class("rv rv--approved")
+    expect(owner_card.locator('.shot[data-index="2"] > .rv')).to_have_class("rv rv--approved")
     expect(review_row.get_by_role("button", name="Approve")).to_have_attribute("aria-pressed", "true")
     owner.keyboard.press("Escape")
     # R on another focused image rejects it.
     owner_card.get_by_role("link", name="Image 3").focus()
     owner.keyboard.press("r")
-    expect(owner.locator(f"#rv{tasks[1].images.get(index=3).pk}")).to_have_class("rv rv--rejected")
+    expect(owner_card.locator('.shot[data-index="3"] > .rv')).to_have_class("rv rv--rejected")
     expect(owner_card.get_by_role("link", name="Image 3")).to_be_focused()
     owner.screenshot(path=artifacts / "review-studio-owner-desktop.png")
     assert [(a.actor_name, a.details["after"]) for a in AuditEntry.objects.order_by("pk")] == [
         ("alice", "shortlisted"),
         ("alice", "shortlisted"),
+        ("alice", ""),
+        ("alice", "shortlisted"),
         ("olivia", "approved"),
         ("olivia", "rejected"),
     ]
 
-    # The member's open studio shows the owner's approval by itself, as a badge they cannot press.
-    expect(page.locator(f"#rv{image.pk} .rv__badge--approved")).to_have_text("✓ Approved", timeout=15_000)
+    # The member's open studio shows the owner's approval by itself; pressing it opens the image's menu.
+    expect(control).to_have_class("rv rv--approved", timeout=15_000)
+    control.click()
+    expect(image_menu(page).locator(".menu__row--review")).to_be_visible()
+    expect(image_menu(page).get_by_role("button", name="Clear")).to_have_attribute("aria-pressed", "false")
+    page.keyboard.press("Escape")
     page.screenshot(path=artifacts / "review-studio-member-desktop.png")
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator(f"#task-{tasks[1].pk}").scroll_into_view_if_needed()

@@ -54,6 +54,26 @@ def review_control_html(image_id: int, state: str, *, owner: bool) -> SafeString
     return mark_safe("".join(parts))  # noqa: S308
 
 
+# A studio card's image: one small button, its glyph and word drawn by review.css (a page shows ~100 images, so each
+# costs ~70 bytes). Titles name them.
+_CARD_TITLES = {
+    "": "Shortlist (S)",
+    "shortlisted": "Shortlisted: press to clear (0)",
+    "approved": "Approved: change it in the image's menu",
+    "rejected": "Rejected: change it in the image's menu",
+}
+
+
+def review_button_html(index: int, state: str) -> str:
+    """A studio card image's review state and control. It sits in the card's image form, as the Actions button
+    does: without JS it opens the image's own menu page (with its review row); review.js makes it shortlist or
+    clear the shortlist, and open the image's menu on an owner's decision."""
+    state = state if state in _BADGES else ""
+    pressed = ' aria-pressed="true"' if state == "shortlisted" else ""
+    classes = f"rv rv--{state}" if state else "rv"
+    return f'<button class="{classes}" name="index" value="{int(index)}" title="{_CARD_TITLES[state]}"{pressed}></button>'
+
+
 @register.simple_tag(takes_context=True)
 def review_control(context: template.Context, image_id: int, state: str) -> SafeString:
     return review_control_html(image_id, state, owner=is_owner(context))

@@ -12,7 +12,7 @@ from django.utils.text import slugify
 
 from generations import actions
 from generations.models import Image
-from generations.templatetags.review import is_owner, review_control_html
+from generations.templatetags.review import review_button_html
 
 register = template.Library()
 
@@ -52,7 +52,8 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
         thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
         size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
         body = f'<a class="shot__link" href="{full}" target="_blank"><img src="{thumb}"{size} alt="Image {index}"></a>'
-        review = review_control_html(image.pk, image.review_state, owner=is_owner(context)) + "\n"
+        # In the card's image form, like the Actions button: shown once that form works (every image saved).
+        review = review_button_html(index, image.review_state) + "\n" if actions else ""
     else:
         if image.mirror_gave_up:
             status = escape(f"Could not save this image: {image.mirror_error}")
@@ -65,8 +66,7 @@ def card_image(context: template.Context, image: Image, *, aspect_ratio: str, ac
         button += "Actions</button>\n"
     # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    figure = f'<figure class="shot" id="i{int(image.pk)}" data-index="{index}" data-image="{int(image.pk)}">'
-    return mark_safe(f"{figure}\n{body}\n{review}{button}</figure>")  # noqa: S308
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{review}{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag
