@@ -71,7 +71,8 @@ def review_button_html(index: int, state: str) -> str:
     state = state if state in _BADGES else ""
     pressed = ' aria-pressed="true"' if state == "shortlisted" else ""
     classes = f"rv rv--{state}" if state else "rv"
-    return f'<button class="{classes}" name="index" value="{int(index)}" title="{_CARD_TITLES[state]}"{pressed}></button>'
+    title = _CARD_TITLES[state]
+    return f'<button class="{classes}" name="index" value="{int(index)}" title="{title}"{pressed}></button>'
 
 
 @register.simple_tag(takes_context=True)
