@@ -432,3 +432,11 @@ def test_the_approved_export_is_the_teams_own(client, charlie, alice, olivia, re
     metadata = json.loads(bundle.read("metadata.json"))
     assert metadata["approved"] == [] and metadata["tasks"] == []
     assert [n for n in bundle.namelist() if n.startswith("images/")] == []
+
+
+@pytest.mark.django_db
+def test_the_service_never_touches_another_teams_image(olivia, charlie, grid):
+    theirs = add_task(user=charlie, text="other harbour").images.get(index=1)
+    with pytest.raises(Image.DoesNotExist):
+        image_review_set(user=olivia, team=grid.team, image=theirs, state="approved")
+    assert state_of(theirs) == "" and not AuditEntry.objects.exists()

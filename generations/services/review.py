@@ -42,7 +42,11 @@ def image_review_set(*, user: AbstractBaseUser, team: Team, image: Image, state:
         raise ReviewRefused("Only the team's owners can approve or reject an image.", forbidden=True)
     with transaction.atomic():
         # Locked and read again: the role rule is about the state as it is now, not as the page showed it.
-        current = Image.objects.select_for_update().only("pk", "review_state", "task_id").get(pk=image.pk)
+        current = (
+            Image.objects.select_for_update(of=("self",))
+            .only("pk", "review_state", "task_id")
+            .get(pk=image.pk, task__team=team)  # never another team's, whatever the caller passed
+        )
         before = current.review_state
         if not owner and before not in MEMBER_STATES:
             label = Image.Review(before).label.lower()
