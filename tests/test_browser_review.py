@@ -112,5 +112,16 @@ def test_a_member_shortlists_by_keyboard_and_the_owner_approves(chromium, page: 
     expect(owner.locator(".tree__item--approved")).to_have_count(1)  # the vary's parent holds the approval
     expect(owner.locator(".rv-mark--approved")).to_have_count(1)
     owner.screenshot(path=artifacts / "review-task-page-desktop.png", full_page=True)
+    # On the task page: 0 on a focused image clears its state, in place, and the focus stays on it.
+    owner.goto(f"{url}/tasks/{tasks[1].pk}/")
+    rejected = tasks[1].images.get(index=3)
+    plate_link = owner.locator(f'[data-image="{rejected.pk}"] .plate__link')
+    plate_link.focus()
+    owner.keyboard.press("0")
+    expect(owner.locator(f"#rv{rejected.pk}")).to_have_class("rv rv--none")
+    expect(plate_link).to_be_focused()
+    owner.locator(f"#rv{image.pk} .rv__btn--approved").click()  # the pressed badge clears too
+    expect(owner.locator(f"#rv{image.pk}")).to_have_class("rv rv--none")
+    assert Image.objects.filter(task=tasks[1]).exclude(review_state="").count() == 0
     owner_context.close()
     assert errors == [] and owner_errors == []
