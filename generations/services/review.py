@@ -24,11 +24,6 @@ class ReviewRefused(ValueError):
         self.message, self.forbidden = message, forbidden
 
 
-def review_states_for(*, owner: bool) -> tuple[str, ...]:
-    """The states a member (or an owner) may choose, in menu order."""
-    return tuple(Image.Review.values) if owner else (Image.Review.NONE, Image.Review.SHORTLISTED)
-
-
 def image_review_set(*, user: AbstractBaseUser, team: Team, image: Image, state: str) -> bool:
     """Set the image's review state. The caller found the image within `team`. Returns whether anything changed
     (setting the state it already has changes nothing and writes no audit row).

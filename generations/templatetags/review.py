@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import cache
+
 from django import template
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
@@ -13,14 +15,16 @@ _BUTTONS = (
     ("rejected", "✕", "Reject", "R", "Rejected"),
 )
 _BADGES = {state: (glyph, word) for state, glyph, _, _, word in _BUTTONS}
-_URL: list[str] = []
+
+
+@cache
+def _url_pattern() -> str:
+    return reverse("generations:image_review", args=[0]).replace("/0/", "/{}/")
 
 
 def review_url(image_id: int) -> str:
     """POST here to set the image's review state (reversed once per process, then filled in)."""
-    if not _URL:
-        _URL.append(reverse("generations:image_review", args=[0]).replace("/0/", "/{}/"))
-    return _URL[0].format(int(image_id))
+    return _url_pattern().format(int(image_id))
 
 
 def is_owner(context: template.Context) -> bool:
@@ -33,11 +37,11 @@ def review_control_html(image_id: int, state: str, *, owner: bool) -> SafeString
     pressing it again clears the state. Members get the shortlist button (and, once an owner has decided, a
     plain badge); owners also get approve and reject. The buttons submit the page's one `#review-form` (its CSRF
     field), so they work without JS; review.js sends them with htmx instead. Written here, not in a template: a
-    studio page shows ~100 images."""
+    library window shows up to 240."""
     pk = int(image_id)
     url = review_url(pk)
     state = state if state in _BADGES else ""
-    parts = [f'<div class="rv rv--{state or "none"}" id="rv{pk}" data-url="{url}">']
+    parts = [f'<div class="rv rv--{state or "none"}" id="rv{pk}">']
     for value, glyph, verb, key, word in _BUTTONS if owner else _BUTTONS[:1]:
         pressed = state == value
         title = f"{word}: press to clear (0)" if pressed else f"{verb} ({key})"
