@@ -338,6 +338,8 @@ class Image(models.Model):
             ),
             # The review queue: flagged images, oldest flag first.
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
+            # The library's review filter: a team's images in one state (library/queries.py, _select_review).
+            models.Index(fields=("review_state", "task"), name="image_review_state"),
         ]
 
     def __str__(self) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, library, provenance, studio, system, tasks, team, usage
+from generations.views import accounts, collections, library, provenance, review, studio, system, tasks, team, usage
 
 app_name = "generations"
 
@@ -26,6 +26,8 @@ urlpatterns = [
     path("library/", library.library, name="library"),
     path("library/stacks/<int:pk>/", library.library_stack, name="library_stack"),
     path("images/<int:pk>/favourite/", library.image_favourite, name="image_favourite"),
+    path("images/<int:pk>/review/", review.image_review, name="image_review"),
+    path("library/approved/export/", provenance.approved_export, name="approved_export"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
     path("team/settings/", team.team_settings, name="team_settings"),
