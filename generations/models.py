@@ -342,6 +342,8 @@ class Image(models.Model):
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
             # The moderation page's "Hidden" tab: hidden images, last hidden first.
             models.Index(fields=("hidden_at",), name="image_hidden", condition=Q(hidden_at__isnull=False)),
+            # The library's review filter: a team's images in one state (library/queries.py, _select_review).
+            models.Index(fields=("review_state", "task"), name="image_review_state"),
         ]
 
     def __str__(self) -> str:

@@ -119,7 +119,9 @@ def _state() -> list[tuple]:
     tasks = Task.objects.order_by("pk").values_list(
         "pk", "status", "percentage", "error", "upstream_status", "updated_at", "last_heard_at", "result"
     )
-    images = Image.objects.order_by("pk").values_list("pk", "task_id", "index", "source_url", "mirrored_at")
+    images = Image.objects.order_by("pk").values_list(
+        "pk", "task_id", "index", "source_url", "mirrored_at", "review_state"
+    )
     return [*tasks, *images]
 
 
@@ -245,6 +247,7 @@ ROUTES = {
             "mode": ("fast",),
             "ratio": ("1:1",),
             "fav": ("1",),
+            "review": ("none", "shortlisted", "approved", "rejected"),
             "collection": ("{collection_id}",),
             "lineage": ("{task_id}",),
             "stacks": ("0", ""),
@@ -275,6 +278,10 @@ ROUTES = {
     "member_add": Route("/team/members/", ("POST",), {"username": ("bob", "charlie"), "role": ("owner", "member")}),
     "member_role": Route("/team/members/{task}/role/", ("POST",), {"role": ("owner", "member", "staff")}),
     "member_remove": Route("/team/members/{task}/remove/", ("POST",), {}),
+    "image_review": Route(
+        "/images/{image}/review/", ("POST",), {"state": ("none", "shortlisted", "approved", "rejected", "")}
+    ),
+    "approved_export": Route("/library/approved/export/", ("GET",), {}),
 }
 
 

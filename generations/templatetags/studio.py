@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from generations import actions
 from generations.models import Image
+from generations.templatetags.review import review_button_html
 
 register = template.Library()
 
@@ -47,11 +48,14 @@ def card_image(
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
     and a dozen template nodes per image cost several times what this does."""
     index = int(image.index)
+    review = ""
     if image.mirrored_at is not None:
         full = pk_url(context, "generations:image_file", image.pk, "full")
         thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
         size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
         body = f'<a class="shot__link" href="{full}" target="_blank"><img src="{thumb}"{size} alt="Image {index}"></a>'
+        # In the card's image form, like the Actions button: shown once that form works (every image saved).
+        review = review_button_html(index, image.review_state) + "\n" if actions else ""
     else:
         if image.mirror_gave_up:
             status = escape(f"Could not save this image: {image.mirror_error}")
@@ -69,7 +73,7 @@ def card_image(
         button += "Actions</button>\n"
     # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the texts escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{mark}{button}</figure>')  # noqa: S308
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{mark}{review}{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag

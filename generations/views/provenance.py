@@ -73,3 +73,11 @@ def collection_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     name = provenance.download_name(text=collection.name, suffix=f"collection-{collection.pk}", extension="zip")
     bundle = provenance.bundle_for_collection(collection=collection, show_hidden=request.user.is_staff)
     return _zip_response(bundle, name)
+
+
+@require_GET
+def approved_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The team's approved images as a provenance bundle: each image with the way from its lineage's root to it."""
+    team = request.team
+    name = provenance.download_name(text=f"{team.name} approved", suffix=f"team-{team.pk}", extension="zip")
+    return _zip_response(provenance.bundle_for_approved(team=team, show_hidden=request.user.is_staff), name)

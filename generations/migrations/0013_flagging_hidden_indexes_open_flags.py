@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0011_blocklist_terms_and_refusals'),
+        ('generations', '0012_review_review_state_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
