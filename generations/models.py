@@ -212,6 +212,8 @@ class Task(models.Model):
             models.Index(fields=("status", "deadline"), name="task_status_deadline"),
             # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
             models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
+            # The moderation page's "Hidden" tab: hidden tasks, last hidden first (few rows, a partial index).
+            models.Index(fields=("hidden_at",), name="task_hidden", condition=Q(hidden_at__isnull=False)),
         ]
         constraints = [
             # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
@@ -338,6 +340,8 @@ class Image(models.Model):
             ),
             # The review queue: flagged images, oldest flag first.
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
+            # The moderation page's "Hidden" tab: hidden images, last hidden first.
+            models.Index(fields=("hidden_at",), name="image_hidden", condition=Q(hidden_at__isnull=False)),
             # The library's review filter: a team's images in one state (library/queries.py, _select_review).
             models.Index(fields=("review_state", "task"), name="image_review_state"),
         ]
@@ -493,6 +497,17 @@ class Flag(models.Model):
             models.CheckConstraint(
                 condition=Q(image__isnull=False, task__isnull=True) | Q(image__isnull=True, task__isnull=False),
                 name="flag_image_or_task",
+            ),
+            # A member flags an item once until a moderator deals with it: a second click (or a race) adds nothing.
+            models.UniqueConstraint(
+                fields=("image", "created_by"),
+                condition=Q(resolved_at=None, image__isnull=False),
+                name="flag_image_open_once",
+            ),
+            models.UniqueConstraint(
+                fields=("task", "created_by"),
+                condition=Q(resolved_at=None, task__isnull=False),
+                name="flag_task_open_once",
             ),
         ]
         indexes = [

@@ -165,7 +165,8 @@ def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResp
 @require_GET
 @never_cache
 def studio_pulse(request: HttpRequest) -> HttpResponse:
-    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed."""
+    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed. Hidden
+    tasks are among the changes (hiding bumps `updated_at`): for non-staff, their cards are deleted."""
     team = request.team
     mine_only = _mine_only(request)
     now = timezone.now()
@@ -181,14 +182,18 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
-    batch = list(changed.for_cards().order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    # The cards' images as the user may see them: a hidden image leaves its card (staff keep it, marked).
+    batch = list(changed.for_cards(user=request.user).order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
     pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
     if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
         pulse.update(
             pulse_cursor=batch[-1].updated_at.isoformat(), pulse_after=batch[-1].pk, pulse_seconds=PULSE_BUSY_SECONDS
         )
+    # A task hidden by a moderator leaves open studios: its card is deleted there (staff keep it, marked).
+    staff = request.user.is_staff
+    removed = [task.pk for task in batch if task.hidden_at is not None and not staff]
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
-    cards = sorted(batch, key=lambda task: task.created_at)
-    context = {"cards": cards, **pulse}
+    cards = sorted((t for t in batch if staff or t.hidden_at is None), key=lambda task: task.created_at)
+    context = {"cards": cards, "removed": removed, **pulse}
     return render(request, "generations/pulse_response.html", context)
