@@ -12,7 +12,7 @@ from django.utils.functional import SimpleLazyObject
 from django_htmx.http import HttpResponseClientRedirect
 
 from generations import params
-from generations.models import Team
+from generations.models import Membership, Team
 from generations.services import teams
 
 
@@ -45,6 +45,16 @@ def _current_team(request: HttpRequest) -> Team | None:
     return team
 
 
+def _is_team_owner(request: HttpRequest) -> bool:
+    team = request.team
+    if not team:
+        return False
+    role = getattr(team, "viewer_role", None)  # the user's role, read with the team: no query
+    if role is not None and not request.user.is_staff:
+        return role == Membership.Role.OWNER
+    return teams.is_team_owner(user=request.user, team=team)
+
+
 class TeamMiddleware:
     """Sets `request.team` (and `request.is_team_owner`) for every view: lazily, so the webhook and static files
     never look them up."""
@@ -54,7 +64,5 @@ class TeamMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.team = SimpleLazyObject(lambda: _current_team(request))
-        request.is_team_owner = SimpleLazyObject(
-            lambda: bool(request.team) and teams.is_team_owner(user=request.user, team=request.team)
-        )
+        request.is_team_owner = SimpleLazyObject(lambda: _is_team_owner(request))
         return self.get_response(request)

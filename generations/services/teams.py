@@ -32,8 +32,6 @@ def is_team_owner(*, user: AbstractBaseUser, team: Team) -> bool:
     """Whether the user may moderate, approve and manage members in this team: its owners, and staff."""
     if getattr(user, "is_staff", False):
         return True
-    if (role := getattr(team, "viewer_role", None)) is not None:  # read with the team (TeamMiddleware)
-        return role == Membership.Role.OWNER
     return Membership.objects.filter(team=team, user=user, role=Membership.Role.OWNER).exists()
 
 
