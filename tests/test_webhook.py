@@ -438,9 +438,18 @@ def test_the_task_it_returns_reads_its_other_fields_when_asked(make_task):
 
     task = make_task(status="pending", upstream_id="lazy-1")
     _, applied = task_apply_state(state=TaskState.from_payload({"task_id": "lazy-1", "status": "processing"}))
-    assert (applied.pk, applied.status, applied.team_id, applied.prompt_id) == (
+    assert (applied.pk, applied.status, applied.team_id, applied.prompt_id, applied.collection_id) == (
         task.pk,
         "processing",
         task.team_id,
         task.prompt_id,
+        None,
     )
+
+
+def test_the_task_it_finds_has_each_value_in_its_own_field(make_task):
+    from generations.services.applying import _task_find
+
+    task = make_task(status="processing", upstream_id="found-1")
+    found = _task_find(apiframe_task_id="found-1")
+    assert (found.pk, found.action, found.status, found.collection_id) == (task.pk, "imagine", "processing", None)

@@ -160,9 +160,13 @@ def _quoted(model: type[models.Model], *names: str) -> list[str]:
     return [connection.ops.quote_name(model._meta.get_field(name).column) for name in names]
 
 
+# What applying reads of a task, in the model's field order: Model.from_db takes the values in that order.
+_FOUND = tuple(f.name for f in Task._meta.concrete_fields if f.name in {"id", "action", "status", "collection"})
+
+
 @functools.cache
 def _find_sql(vendor: str) -> str:
-    columns = ", ".join(_quoted(Task, "id", "action", "status", "collection"))
+    columns = ", ".join(_quoted(Task, *_FOUND))
     table, [by_id] = connection.ops.quote_name(Task._meta.db_table), _quoted(Task, "apiframe_task_id")
     return f"SELECT {columns} FROM {table} WHERE {by_id} = %s"  # noqa: S608 -- names from the model, values bound
 
@@ -208,7 +212,9 @@ def _task_find(*, apiframe_task_id: str) -> Task | None:
         cursor.execute(_find_sql(connection.vendor), [apiframe_task_id])
         row = cursor.fetchone()
     # As `.only()` would give it: other fields load when first read.
-    return None if row is None else Task.from_db(connection.alias, ["id", "action", "status", "collection_id"], row)
+    if row is None:
+        return None
+    return Task.from_db(connection.alias, [Task._meta.get_field(name).attname for name in _FOUND], row)
 
 
 def _task_move_forward(*, task_id: int, status: str, changes: dict[str, object], now: datetime) -> bool:
