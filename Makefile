@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/usage_page.py
 	$(PY) bench/task_page.py
 	$(PY) bench/export_memory.py
+	$(PY) bench/blocklist.py
 	$(PY) bench/admin_lists.py
 
 clean:

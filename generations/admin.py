@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db import transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -24,6 +27,7 @@ from generations.apiframe import ApiframeError
 from generations.library.search import matching_prompts, search_terms
 from generations.models import (
     AuditEntry,
+    BlockedTerm,
     Flag,
     Image,
     Membership,
@@ -33,7 +37,8 @@ from generations.models import (
     Team,
     WebhookDelivery,
 )
-from generations.services import moderation, operations
+from generations.services import blocklist, members, moderation, operations, submitting
+from generations.services.audit import audit_record
 
 
 class MembershipInline(admin.TabularInline):
@@ -260,7 +265,7 @@ def _with_reason(
     return TemplateResponse(request, "admin/generations/confirm_reason.html", context, status=status)
 
 
-def _count(n: int, noun: str) -> str:
+def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -270,7 +275,7 @@ def hide_items(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
 
     def run(reason: str) -> str:
         changed = moderation.items_hide(actor=request.user, items=queryset, reason=reason)
-        return f"Hid {_count(changed, noun)}."
+        return f"Hid {_plural(changed, noun)}."
 
     return _with_reason(modeladmin, request, queryset, title=f"Hide these {noun}s", button="Hide", run=run)
 
@@ -281,7 +286,7 @@ def restore_items(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
 
     def run(reason: str) -> str:
         changed = moderation.items_restore(actor=request.user, items=queryset, reason=reason)
-        return f"Restored {_count(changed, noun)}."
+        return f"Restored {_plural(changed, noun)}."
 
     return _with_reason(modeladmin, request, queryset, title=f"Restore these {noun}s", button="Restore", run=run)
 
@@ -292,7 +297,7 @@ def clear_flags(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Qu
 
     def run(reason: str) -> str:
         changed = moderation.flags_clear(actor=request.user, items=queryset, reason=reason)
-        return f"Cleared the flags of {_count(changed, noun)}."
+        return f"Cleared the flags of {_plural(changed, noun)}."
 
     return _with_reason(
         modeladmin, request, queryset, title=f"Clear the flags of these {noun}s", button="Clear flags", run=run
@@ -314,11 +319,11 @@ def refresh_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
         modeladmin.message_user(request, f"Apiframe did not answer: {exc}. Batches before it landed.", messages.ERROR)
         return
     message = (
-        f"Asked Apiframe about {_count(counts['asked'], 'task')}: {counts['answered']} answered, "
+        f"Asked Apiframe about {_plural(counts['asked'], 'task')}: {counts['answered']} answered, "
         f"{counts['applied']} moved forward, {counts['stale']} unchanged."
     )
     if counts["not_sent"]:
-        message += f" {_count(counts['not_sent'], 'task')} never reached Apiframe (no id to ask about)."
+        message += f" {_plural(counts['not_sent'], 'task')} never reached Apiframe (no id to ask about)."
     if counts["more"]:
         message += f" More were selected: run it again for the next {operations.REFRESH_MAX}."
     modeladmin.message_user(request, message, messages.SUCCESS)
@@ -328,7 +333,7 @@ def refresh_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
 def retry_mirror(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     queued = operations.images_mirror_retry(actor=request.user, tasks=_tasks_of(queryset))
     if queued:
-        modeladmin.message_user(request, f"Queued the mirror again for {_count(queued, 'task')}.", messages.SUCCESS)
+        modeladmin.message_user(request, f"Queued the mirror again for {_plural(queued, 'task')}.", messages.SUCCESS)
     else:
         modeladmin.message_user(request, "No image of these had given up: nothing to retry.", messages.WARNING)
 
@@ -337,7 +342,7 @@ def retry_mirror(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Q
 def fail_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
     def run(reason: str) -> str:
         failed = operations.tasks_fail(actor=request.user, tasks=_tasks_of(queryset), reason=reason)
-        return f"Failed {_count(failed, 'task')} (finished and failed tasks are left as they are)."
+        return f"Failed {_plural(failed, 'task')} (finished and failed tasks are left as they are)."
 
     return _with_reason(modeladmin, request, queryset, title="Fail these tasks", button="Fail", run=run)
 
@@ -668,7 +673,7 @@ def replay_deliveries(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
     if outcomes:
         labels = dict(WebhookDelivery.Outcome.choices)
         said = ", ".join(f"{n} {labels[o].lower()}" for o, n in sorted(outcomes.items()))
-        modeladmin.message_user(request, f"Replayed {_count(sum(outcomes.values()), 'delivery')}: {said}.")
+        modeladmin.message_user(request, f"Replayed {_plural(sum(outcomes.values()), 'delivery')}: {said}.")
 
 
 @admin.register(WebhookDelivery)
@@ -771,3 +776,234 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="details")
     def pretty_details(self, entry: AuditEntry) -> str:
         return _pretty_json(entry.details)
+
+
+# --- The blocklist, and who is in which team with which role (each change audited) -----------------------------
+
+
+class BlockedTermAdminForm(forms.ModelForm):
+    class Meta:
+        model = BlockedTerm
+        fields = ("team", "text", "is_regex")
+
+    def clean(self) -> dict:
+        data = super().clean()  # the model's clean() refuses a bad pattern, with RE2's reason
+        if "text" in data and not self.has_error("text"):
+            team = data.get("team", self.instance.team if self.instance.pk else None)
+            try:
+                data["text"] = blocklist.term_clean(
+                    team=team, text=data["text"], is_regex=data.get("is_regex", False), exclude=self.instance.pk
+                )
+            except blocklist.BlocklistError as exc:
+                self.add_error("text", str(exc))
+        return data
+
+
+class TermListFilter(admin.SimpleListFilter):
+    title = "list"
+    parameter_name = "list"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("site", "Site-wide"), ("team", "A team's")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[BlockedTerm]) -> QuerySet[BlockedTerm]:
+        if self.value() in ("site", "team"):
+            return queryset.filter(team__isnull=self.value() == "site")
+        return queryset
+
+
+@admin.register(BlockedTerm)
+class BlockedTermAdmin(admin.ModelAdmin):
+    """Site-wide terms (no team) and every team's; written through services.blocklist, so each change is audited."""
+
+    form = BlockedTermAdminForm
+    list_display = ("__str__", "is_regex", "scope", "created_by", "created_at")
+    list_filter = (TermListFilter, "is_regex", "team")
+    search_fields = ("text",)
+    list_select_related = ("team", "created_by")
+    autocomplete_fields = ("team",)
+
+    @admin.display(description="applies to", ordering="team__name")
+    def scope(self, term: BlockedTerm) -> str:
+        return term.team.name if term.team_id else "every team (site-wide)"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BlockedTerm | None = None) -> tuple[str, ...]:
+        return ("team",) if obj is not None else ()  # a term moves by removing it here and adding it there
+
+    def save_model(self, request: HttpRequest, obj: BlockedTerm, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            stored = BlockedTerm.objects.get(pk=obj.pk)
+            blocklist.term_change(actor=request.user, term=stored, text=obj.text, is_regex=obj.is_regex)
+            obj.refresh_from_db()
+        else:
+            saved = blocklist.term_add(actor=request.user, team=obj.team, text=obj.text, is_regex=obj.is_regex)
+            obj.pk, obj.created_by, obj.created_at = saved.pk, saved.created_by, saved.created_at
+
+    def delete_model(self, request: HttpRequest, obj: BlockedTerm) -> None:
+        blocklist.term_remove(actor=request.user, term=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BlockedTerm]) -> None:
+        for term in queryset.select_related("team"):
+            blocklist.term_remove(actor=request.user, term=term)
+
+
+class OwnedMembershipFormSet(BaseInlineFormSet):
+    """A team that has an owner keeps one: demoting or removing the last is refused with the site's message."""
+
+    def clean(self) -> None:
+        super().clean()
+        had_owner = any(f.initial.get("role") == Membership.Role.OWNER for f in self.initial_forms)
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if had_owner and not any(f.cleaned_data.get("role") == Membership.Role.OWNER for f in kept):
+            raise forms.ValidationError(members.LAST_OWNER)
+
+
+class AuditedMembershipInline(MembershipInline):
+    formset = OwnedMembershipFormSet
+
+
+class AuditedTeamAdmin(TeamAdmin):
+    """The Team admin, its members inline: adding, removing and changing a role are audited like on the site."""
+
+    inlines = (AuditedMembershipInline,)
+
+    def save_formset(
+        self, request: HttpRequest, form: forms.ModelForm, formset: BaseInlineFormSet, change: bool
+    ) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        roles_before = {f.instance.pk: f.initial.get("role") for f in formset.initial_forms}
+        team, actor = form.instance, request.user
+        with transaction.atomic():
+            formset.save(commit=False)
+            for membership in formset.deleted_objects:
+                audit_record(
+                    actor=actor,
+                    act=AuditEntry.Act.MEMBER_REMOVE,
+                    team=team,
+                    target=membership,
+                    user=membership.user.get_username(),
+                    role=membership.role,
+                )
+                membership.delete()
+            for membership in formset.new_objects:
+                membership.save()
+                audit_record(
+                    actor=actor,
+                    act=AuditEntry.Act.MEMBER_ADD,
+                    team=team,
+                    target=membership,
+                    user=membership.user.get_username(),
+                    role=membership.role,
+                )
+            for membership, changed in formset.changed_objects:
+                membership.save()
+                if "role" in changed:
+                    audit_record(
+                        actor=actor,
+                        act=AuditEntry.Act.ROLE_CHANGE,
+                        team=team,
+                        target=membership,
+                        user=membership.user.get_username(),
+                        before=roles_before.get(membership.pk),
+                        after=membership.role,
+                    )
+            formset.save_m2m()
+
+
+admin.site.unregister(Team)
+admin.site.register(Team, AuditedTeamAdmin)
+
+
+class RefusedUpstreamFilter(admin.SimpleListFilter):
+    title = "refused upstream"
+    parameter_name = "refused"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "At least once"), ("no", "Never")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> QuerySet[Membership]:
+        if self.value() == "yes":
+            return queryset.filter(refused_upstream__gt=0)
+        if self.value() == "no":
+            return queryset.filter(refused_upstream=0)
+        return queryset
+
+
+def _count(queryset: QuerySet, by: str) -> Coalesce:
+    """A count of `queryset`'s rows per membership, as one correlated subquery (no per-row query)."""
+    counted = queryset.order_by().values(by).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class MembershipRoleForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ("role",)
+
+    def clean_role(self) -> str:
+        role = self.cleaned_data["role"]
+        demoting_owner = self.instance.role == Membership.Role.OWNER and role != Membership.Role.OWNER
+        others = Membership.objects.filter(team_id=self.instance.team_id, role=Membership.Role.OWNER)
+        if demoting_owner and not others.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(members.LAST_OWNER)
+        return role
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Who is in which team, with which role, and how often each member's prompts were refused: by Apiframe
+    (failed tasks whose submit it refused) or by our blocklist (audited attempts)."""
+
+    list_display = ("user", "team", "role", "joined_at", "refused_upstream", "blocked_prompts")
+    list_filter = ("role", RefusedUpstreamFilter, "team")
+    search_fields = ("user__username", "team__name")
+    list_select_related = ("user", "team")
+    readonly_fields = ("team", "user")
+    form = MembershipRoleForm
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        refused = Task.objects.filter(
+            created_by=OuterRef("user"),
+            team=OuterRef("team"),
+            status=Task.Status.FAILED,
+            error__startswith=submitting.UPSTREAM_REFUSED,
+        )
+        blocked = AuditEntry.objects.filter(
+            actor=OuterRef("user"), team=OuterRef("team"), act=AuditEntry.Act.PROMPT_BLOCKED
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(refused_upstream=_count(refused, "created_by"), blocked_prompts=_count(blocked, "actor"))
+        )
+
+    @admin.display(description="refused by Apiframe", ordering="refused_upstream")
+    def refused_upstream(self, membership: Membership) -> int:
+        return membership.refused_upstream
+
+    @admin.display(description="refused by the blocklist", ordering="blocked_prompts")
+    def blocked_prompts(self, membership: Membership) -> int:
+        return membership.blocked_prompts
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # added and removed in the Team admin's inline (or the team's page), where it is audited
+
+    def has_delete_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
+        with transaction.atomic():
+            before = Membership.objects.select_for_update().get(pk=obj.pk).role
+            super().save_model(request, obj, form, change)
+            if obj.role != before:
+                audit_record(
+                    actor=request.user,
+                    act=AuditEntry.Act.ROLE_CHANGE,
+                    team=obj.team_id,
+                    target=obj,
+                    user=obj.user.get_username(),
+                    before=before,
+                    after=obj.role,
+                )
