@@ -249,6 +249,11 @@ class Task(models.Model):
         return self.action in self.GRID_ACTIONS
 
     @property
+    def is_waiting(self) -> bool:
+        """Waiting its turn in the fair queue (services/queue.py): not given one of the account's slots yet."""
+        return self.status == self.Status.QUEUED and self.dispatched_at is None
+
+    @property
     def images_ready(self) -> bool:
         """Finished with every image saved: only then are its images offered for actions (a card that
         changes again would close a menu opened on it)."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generations.views import accounts, collections, library, provenance, studio, system, tasks, usage
+from generations.views import accounts, collections, library, provenance, queue, studio, system, tasks, usage
 
 app_name = "generations"
 
@@ -28,6 +28,8 @@ urlpatterns = [
     path("images/<int:pk>/favourite/", library.image_favourite, name="image_favourite"),
     path("images/<int:pk>/<str:variant>/", tasks.image_file, name="image_file"),
     path("team/", accounts.team_switch, name="team_switch"),
+    path("team/<int:pk>/queue/pause/", queue.queue_pause, name="queue_pause"),
+    path("team/<int:pk>/queue/resume/", queue.queue_resume, name="queue_resume"),
     path("usage/", usage.usage, name="usage"),
     path("webhooks/apiframe/", system.apiframe_webhook, name="apiframe_webhook"),
     path("health/", system.health, name="health"),

@@ -17,6 +17,7 @@ from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Prompt, Task, Team
 from generations.services import limits, submitting
+from generations.views.queue import queue_context
 
 STUDIO_PAGE_SIZE = 24
 # While anything is in flight the page asks for changes this often; otherwise only now and then,
@@ -58,6 +59,7 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
         "pulse_cursor": cursor.isoformat(),
         "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
         "mine_only": mine_only,
+        "queue_paused": team.queue_paused_at is not None,  # waiting cards say so instead of their place in line
     }
 
 
@@ -71,6 +73,7 @@ def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object)
         "page_size": STUDIO_PAGE_SIZE,
         "form": form,
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
+        **queue_context(request),
         **extra,
     }
 
@@ -179,5 +182,5 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         )
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
     cards = sorted(batch, key=lambda task: task.created_at)
-    context = {"cards": cards, **pulse}
+    context = {"cards": cards, **pulse, **queue_context(request)}  # the queue line too: paused or resumed meanwhile
     return render(request, "generations/pulse_response.html", context)
