@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, Max, Q, Sum, Value, When
+from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, IntegerField, Max, Q, Sum, Value, When
+from django.db.models.expressions import Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from generations.apiframe import ApiframeClient, ApiframeError, AuthenticationFailed
@@ -82,6 +84,8 @@ class TeamUsage:
     action_totals: dict[str, Counts]
     total: Counts
     lineages: list[Lineage]
+    # Each member's median wait in the fair queue (created -> given a slot), over the tasks that left it.
+    median_waits: dict[int, timedelta] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +186,8 @@ def _settled_tally(*, team: Team, calendar: list[date], midnights: list[datetime
 
 
 def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAGE_DAYS) -> TeamUsage:
-    """The team's tasks and credits over the last `days` days (today included), in five queries (seven when the
-    settled days are not in the cache)."""
+    """The team's tasks and credits over the last `days` days (today included), and each member's median wait, in
+    six queries (eight when the settled days are not in the cache)."""
     now = now or timezone.now()
     calendar, midnights = usage_days(now=now, days=days)
     settled = _settled_days(midnights, now)
@@ -222,7 +226,11 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
     members = [Member(pk=u.pk, name=u.get_username(), is_member=u.joined is not None) for u in people]
     members.sort(key=lambda m: not m.is_member)  # former members last (the sort is stable)
 
+    # 6. Each member's median wait in the fair queue: is it fair?
+    median_waits = median_waits_summarize(tasks=window)
+
     return TeamUsage(
+        median_waits=median_waits,
         days=calendar,
         members=members,
         by_member=tally.by_member,
@@ -232,6 +240,28 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
         total=tally.total,
         lineages=lineages,
     )
+
+
+def median_waits_summarize(*, tasks: TaskQuerySet) -> dict[int, timedelta]:
+    """The median of (given a slot - created) per member among `tasks`, in one query: the waits are ranked per
+    member in the database (a window function) and only the one or two middle rows come back."""
+    wait = ExpressionWrapper(F("dispatched_at") - F("created_at"), output_field=DurationField())
+    member = [F("created_by_id")]
+    middle = (
+        tasks.filter(dispatched_at__isnull=False)
+        .annotate(
+            wait=wait,
+            rank=Window(RowNumber(), partition_by=member, order_by=[wait.asc(), F("pk").asc()]),
+            waited=Window(Count("pk"), partition_by=member),
+        )
+        # Odd n: row (n+1)/2; even n: rows n/2 and n/2+1 (integer division on both databases).
+        .filter(rank__gte=(F("waited") + 1) / 2, rank__lte=(F("waited") + 2) / 2)
+        .values_list("created_by_id", "wait")
+    )
+    rows: dict[int, list[timedelta]] = {}
+    for user, waited in middle:
+        rows.setdefault(user, []).append(waited)
+    return {user: sum(waits, timedelta()) / len(waits) for user, waits in rows.items()}
 
 
 def account_credits_check(*, client: ApiframeClient | None = None) -> AccountCredits:
