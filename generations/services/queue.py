@@ -17,7 +17,7 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Count, PositiveIntegerField, Q, Value, When
+from django.db.models import Case, Count, F, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
 from generations import jobs
@@ -109,15 +109,21 @@ def queue_dispatch(
             )
             for pk in granted:
                 transaction.on_commit(partial(jobs.submit_task.enqueue, pk))
+        shifts: dict[int, list[int]] = {}  # most moves are "up one place": one UPDATE for each distance moved
         for position, waiter in enumerate(line[free:], start=1):
-            if waiter.position != position:
+            if waiter.position is None:
                 moved[waiter.pk] = position
+            elif waiter.position != position:
+                shifts.setdefault(position - waiter.position, []).append(waiter.pk)
+        for distance, pks in shifts.items():
+            Task.objects.filter(pk__in=pks).update_visibly(at=now, queue_position=F("queue_position") + distance)
         _positions_store(moved, now=now)
     return granted
 
 
 def _positions_store(positions: dict[int, int | None], *, now: datetime) -> None:
-    """Write changed positions in one UPDATE per 500, bumping `updated_at` so that live refresh resends the cards."""
+    """Write new positions (first places, or none while paused) in one UPDATE per 500, bumping `updated_at` so that
+    live refresh resends the cards."""
     items = list(positions.items())
     for start in range(0, len(items), POSITIONS_PER_UPDATE):
         chunk = items[start : start + POSITIONS_PER_UPDATE]
