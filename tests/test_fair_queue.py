@@ -127,8 +127,8 @@ def upstream_now() -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_everyones_first_task_start_before_the_big_batchs_fourth(alice, bob, carol, client):
-    upstream, worker = FakeApiframe(), Worker(FakeApiframe())
-    worker.upstream = upstream
+    upstream = FakeApiframe()
+    worker = Worker(upstream)
     batches = {alice: 40, bob: 5, carol: 5}
     tasks = {user: [imagine(user, f"{user.username} {i}") for i in range(n)] for user, n in batches.items()}
     worker.run()
@@ -191,7 +191,7 @@ def test_fair_order_puts_a_newcomer_before_a_member_holding_slots():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_waiting_task_does_not_time_out_and_its_clock_starts_when_it_is_let_go(alice, bob):
-    upstream, worker = FakeApiframe(), None
+    upstream = FakeApiframe()
     worker = Worker(upstream)
     first = [imagine(alice, f"a {i}") for i in range(3)]
     waiting = imagine(bob, "b")
@@ -230,6 +230,18 @@ def test_a_rate_limited_task_keeps_its_slot_and_is_tried_again(alice, bob):
     for task in held:
         submitting.task_submit(task_id=task.pk, client=upstream)
     assert Task.objects.filter(status="pending").count() == 3 and positions() == {tasks[3].pk: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pollers_round_lets_waiting_tasks_go_when_a_dispatch_was_lost(make_task):
+    from django.core.management import call_command
+
+    waiting = [make_task(status="queued") for _ in range(4)]  # created while every dispatch failed, say
+    call_command("pollapiframe", "--once")
+    sent = [t.pk for t in waiting if Task.objects.get(pk=t.pk).dispatched_at]
+    assert sent == [t.pk for t in waiting[:3]]
+    assert positions() == {waiting[3].pk: 1}
+    assert [r.args for r in default_task_backend.results if r.task.name == "submit_task"] == [[pk] for pk in sent]
 
 
 def test_a_job_for_a_task_not_let_go_sends_nothing(make_task):
