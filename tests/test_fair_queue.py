@@ -421,13 +421,18 @@ def test_the_usage_page_shows_each_members_median_wait(client, alice, bob, carol
     assert "charlie" not in rows
 
 
-def test_median_waits_are_one_query(alice, bob, make_task, django_assert_num_queries):
-    from generations.services.usage import median_waits_summarize
+def test_median_waits_are_counted_in_one_group_by_and_exact_to_the_second(
+    alice, bob, make_task, django_assert_num_queries
+):
+    from generations.services.usage import median_waits, wait_counts
 
     now = timezone.now()
-    for seconds in (5, 1, 3, 2):
-        make_task(user=alice, dispatched_at=now + timedelta(seconds=seconds), created_at=now)
+    for seconds in (5, 1, 3, 2, 3600 * 5 + 1):
+        make_task(user=alice, dispatched_at=now + timedelta(seconds=seconds, milliseconds=200), created_at=now)
     make_task(user=bob, dispatched_at=now + timedelta(seconds=7), created_at=now)
+    make_task(user=bob, status="queued")  # not let go yet: no wait
     with django_assert_num_queries(1):
-        medians = median_waits_summarize(tasks=Task.objects.all())
-    assert medians == {alice.pk: timedelta(seconds=2.5), bob.pk: timedelta(seconds=7)}
+        counts = wait_counts(tasks=Task.objects.all())
+    assert counts == {alice.pk: {1: 1, 2: 1, 3: 1, 5: 1, 18001: 1}, bob.pk: {7: 1}}
+    assert median_waits(counts) == {alice.pk: timedelta(seconds=3), bob.pk: timedelta(seconds=7)}
+    assert median_waits({alice.pk: {1: 1, 2: 1, 3: 1, 5: 1}}) == {alice.pk: timedelta(seconds=2.5)}
