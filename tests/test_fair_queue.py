@@ -312,6 +312,22 @@ def test_it_refuses_get(client, owner, team):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_pausing_takes_the_teams_waiting_tasks_out_of_line_and_moves_the_others_up(owner, bob, charlie, team):
+    worker = Worker(FakeApiframe())
+    theirs = [imagine(charlie, f"theirs {i}") for i in range(4)]  # three go, one waits
+    ours = [imagine(bob, f"ours {i}") for i in range(2)]
+    worker.run()
+    assert positions() == {ours[0].pk: 1, ours[1].pk: 2, theirs[3].pk: 3}
+    seen = dict(Task.objects.values_list("pk", "updated_at"))
+    assert queue.team_queue_pause(team=team, actor=owner)
+    assert positions() == {ours[0].pk: None, ours[1].pk: None, theirs[3].pk: 1}
+    changed = {pk for pk, at in Task.objects.values_list("pk", "updated_at") if at != seen[pk]}
+    assert changed == {ours[0].pk, ours[1].pk, theirs[3].pk}  # what live refresh resends: the moved cards only
+    assert not queue.team_queue_pause(team=team, actor=owner)  # paused already: no change, no second audit row
+    assert AuditEntry.objects.filter(act="queue_pause").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_paused_teams_tasks_wait_while_other_teams_flow(client, owner, bob, charlie, team):
     upstream = FakeApiframe()
     worker = Worker(upstream)

@@ -124,7 +124,10 @@ def queue_dispatch(
 def _positions_store(positions: dict[int, int | None], *, now: datetime) -> None:
     """Write new positions (first places, or none while paused) in one UPDATE per 500, bumping `updated_at` so that
     live refresh resends the cards."""
-    items = list(positions.items())
+    cleared = [pk for pk, position in positions.items() if position is None]
+    if cleared:
+        Task.objects.filter(pk__in=cleared).update_visibly(at=now, queue_position=None)
+    items = [(pk, position) for pk, position in positions.items() if position is not None]
     for start in range(0, len(items), POSITIONS_PER_UPDATE):
         chunk = items[start : start + POSITIONS_PER_UPDATE]
         value = Case(
