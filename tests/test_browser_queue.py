@@ -76,6 +76,7 @@ def test_a_pause_shows_on_a_teammates_open_studio(page: Page, chromium, line, ar
     owner = chromium.new_context(viewport={"width": 390, "height": 844}).new_page()
     try:
         log_in(owner, line["url"], "bob")
+        owner.screenshot(path=artifacts / "queue-owner-phone.png")
         owner.get_by_role("button", name="Pause queue").click()
         expect(owner.get_by_text("Queue paused by bob")).to_be_visible()
         owner.screenshot(path=artifacts / "queue-paused-phone.png", full_page=True)
