@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/usage_page.py
 	$(PY) bench/task_page.py
 	$(PY) bench/export_memory.py
+	$(PY) bench/blocklist.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -34,6 +34,8 @@ MEMBER = "demo"  # bench/library.py's member
 # Shared by this process (which signs the session) and gunicorn (which reads it).
 SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 RARE_TERM = "zephyrine"  # in a handful of prompts only
+# Images given each review state after seeding (the rest are not reviewed).
+REVIEWED = {"approved": 300, "shortlisted": 1_500, "rejected": 4_000}
 # Written into some prompts after seeding: Vietnamese (a common search) and a rare term.
 VIETNAMESE = ("cà phê sữa đá on a tiled table", "Đăng quang, golden crown", "phố cổ Hà Nội in the rain")
 
@@ -41,7 +43,8 @@ VIETNAMESE = ("cà phê sữa đá on a tiled table", "Đăng quang, golden crow
 def seed(n_tasks: int, *, rng_seed: int = 7) -> dict:
     """The studio bench's library (bench/library.py: one team of `n_tasks` tasks, about 3.7 images each, 1 %
     failed, a few in flight in another team), plus what the library's pages need: one prompt in ten in
-    Vietnamese, RARE_TERM in three prompts, and 2,000 images the member starred.
+    Vietnamese, RARE_TERM in three prompts, 2,000 images the member starred, and images in each review state
+    (REVIEWED).
     Returns {"team", "member", "tasks", "images"}."""
     from django.db import transaction
 
@@ -65,6 +68,12 @@ def seed(n_tasks: int, *, rng_seed: int = 7) -> dict:
         Prompt.objects.bulk_update(changed, ["text", "search_text"], batch_size=500)
     images = list(Image.objects.filter(task__team=team).values_list("pk", flat=True))
     Favourite.objects.bulk_create([Favourite(user=member, image_id=pk) for pk in rng.sample(images, k=2_000)])
+    # Reviews: a few approved (the list leads), more shortlisted and rejected (the walk finds them).
+    reviewed = iter(rng.sample(images, k=sum(REVIEWED.values())))
+    for state, count in REVIEWED.items():
+        picked = [next(reviewed) for _ in range(count)]
+        for start in range(0, count, 500):
+            Image.objects.filter(pk__in=picked[start : start + 500]).update(review_state=state)
     return seeded
 
 
@@ -108,6 +117,10 @@ def measure_in_process(runs: int) -> tuple[list[tuple[str, float, float, int, in
         "common term ?q=ca phe": "/library/?q=ca+phe",
         "author + action": f"/library/?author={MEMBER}&action=vary",
         "my favourites": "/library/?fav=1",
+        "approved (300)": "/library/?review=approved",
+        "shortlisted (1,500)": "/library/?review=shortlisted",
+        "rejected (4,000)": "/library/?review=rejected",
+        "not reviewed": "/library/?review=none",
         "Back after 10 pages (240 tiles)": f"/library/?stacks=0&until={until}",
     }
     rows = []

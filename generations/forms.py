@@ -6,7 +6,7 @@ from django import forms
 from django.utils.text import Truncator
 
 from generations import actions
-from generations.models import Collection, Prompt, Task, Team
+from generations.models import Collection, Flag, Prompt, Task, Team
 from generations.services.collections import collection_name_clean
 
 # The `action` values an image's buttons may send, "action:option", from the one table in actions.py.
@@ -119,3 +119,36 @@ class ActionForm(forms.Form):
             option = format(factor.normalize(), "f")
         data["task_action"], data["task_option"] = name, option
         return data
+
+
+class FlagForm(forms.Form):
+    """A member's report of an image or a task: a reason from the short list, and a note if they like."""
+
+    reason = forms.ChoiceField(
+        choices=Flag.Reason.choices,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose a reason from the list.",
+            "invalid_choice": "Choose a reason from the list.",
+        },
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=Flag.NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"max_length": f"Keep the note under {Flag.NOTE_MAX_LENGTH} characters."},
+    )
+
+
+class ModerationActForm(forms.Form):
+    """An owner's bulk act on the moderation page. The reason's rules (given, not too long) are the service's; a
+    CharField here refuses what no database could store (NUL)."""
+
+    act = forms.ChoiceField(
+        choices=(("hide", "Hide"), ("restore", "Restore"), ("clear", "Clear flag")),
+        error_messages={
+            "required": "Choose Hide, Restore or Clear flag.",
+            "invalid_choice": "Choose Hide, Restore or Clear flag.",
+        },
+    )
+    reason = forms.CharField(required=False, strip=False)

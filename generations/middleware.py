@@ -5,13 +5,14 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.utils.functional import SimpleLazyObject
 from django_htmx.http import HttpResponseClientRedirect
 
 from generations import params
-from generations.models import Team
+from generations.models import Membership, Team
 from generations.services import teams
 
 
@@ -34,12 +35,24 @@ def _current_team(request: HttpRequest) -> Team | None:
         return None
     team_id = request.session.get("team_id")
     if team_id:
-        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        # With the user's role in it, so that `request.is_team_owner` (the header asks on every page) costs no query.
+        mine = Team.objects.filter(pk=team_id, memberships__user=request.user)
+        team = mine.annotate(viewer_role=F("memberships__role")).first()
         if team:
             return team
     team = teams.team_ensure_for_user(user=request.user)
     request.session["team_id"] = team.pk
     return team
+
+
+def _is_team_owner(request: HttpRequest) -> bool:
+    team = request.team
+    if not team:
+        return False
+    role = getattr(team, "viewer_role", None)  # the user's role, read with the team: no query
+    if role is not None and not request.user.is_staff:
+        return role == Membership.Role.OWNER
+    return teams.is_team_owner(user=request.user, team=team)
 
 
 class TeamMiddleware:
@@ -51,7 +64,5 @@ class TeamMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.team = SimpleLazyObject(lambda: _current_team(request))
-        request.is_team_owner = SimpleLazyObject(
-            lambda: bool(request.team) and teams.is_team_owner(user=request.user, team=request.team)
-        )
+        request.is_team_owner = SimpleLazyObject(lambda: _is_team_owner(request))
         return self.get_response(request)

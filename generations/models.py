@@ -5,12 +5,13 @@ from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from generations import actions
+from generations import actions, blockmatch
 
 
 class Team(models.Model):
@@ -88,9 +89,13 @@ class TaskQuerySet(models.QuerySet["Task"]):
         """Hidden tasks are gone for everyone but staff (who see them, marked as hidden)."""
         return self if getattr(user, "is_staff", False) else self.filter(hidden_at=None)
 
-    def for_cards(self) -> TaskQuerySet:
-        """With everything a task card shows, in a fixed number of queries."""
-        return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related("images")
+    def for_cards(self, *, user: object = None) -> TaskQuerySet:
+        """With everything a task card shows, in a fixed number of queries. Given a user, only the images they
+        may see (a hidden image leaves its card for non-staff)."""
+        images = "images"
+        if user is not None and not getattr(user, "is_staff", False):
+            images = models.Prefetch("images", queryset=Image.objects.filter(hidden_at=None))
+        return self.select_related("prompt", "created_by", "parent__prompt").prefetch_related(images)
 
     def update_visibly(self, *, at: datetime | None = None, **changes: object) -> int:
         """An update that a card shows: it also bumps `updated_at`, which the live refresh asks about ("what
@@ -190,6 +195,8 @@ class Task(models.Model):
             models.Index(fields=("team", "updated_at"), name="task_team_updated"),
             # The per-user submission rate (services/limits.py): a user's newest tasks since a moment.
             models.Index(fields=("created_by", "-created_at"), name="task_user_recent"),
+            # The admin's refusals per member (admin.MembershipAdmin): a member's failed tasks in one team.
+            models.Index(fields=("created_by", "team", "status"), name="task_user_team_status"),
             # The team's cap on tasks in flight (services/limits.py: count and first deadline, from the index
             # alone) and the studio's "anything of this team in flight?" (views.studio.team_is_busy, on every page
             # and pulse: four probes), however many tasks the team has finished. Not a partial index:
@@ -214,6 +221,8 @@ class Task(models.Model):
             models.Index(fields=("team", "created_at", "created_by", "dispatched_at"), name="task_team_waits"),
             # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
             models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
+            # The moderation page's "Hidden" tab: hidden tasks, last hidden first (few rows, a partial index).
+            models.Index(fields=("hidden_at",), name="task_hidden", condition=Q(hidden_at__isnull=False)),
         ]
         constraints = [
             # A key means one request on one parent in one team: reused elsewhere it makes a new task, never
@@ -345,6 +354,10 @@ class Image(models.Model):
             ),
             # The review queue: flagged images, oldest flag first.
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
+            # The moderation page's "Hidden" tab: hidden images, last hidden first.
+            models.Index(fields=("hidden_at",), name="image_hidden", condition=Q(hidden_at__isnull=False)),
+            # The library's review filter: a team's images in one state (library/queries.py, _select_review).
+            models.Index(fields=("review_state", "task"), name="image_review_state"),
         ]
 
     def __str__(self) -> str:
@@ -499,6 +512,17 @@ class Flag(models.Model):
                 condition=Q(image__isnull=False, task__isnull=True) | Q(image__isnull=True, task__isnull=False),
                 name="flag_image_or_task",
             ),
+            # A member flags an item once until a moderator deals with it: a second click (or a race) adds nothing.
+            models.UniqueConstraint(
+                fields=("image", "created_by"),
+                condition=Q(resolved_at=None, image__isnull=False),
+                name="flag_image_open_once",
+            ),
+            models.UniqueConstraint(
+                fields=("task", "created_by"),
+                condition=Q(resolved_at=None, task__isnull=False),
+                name="flag_task_open_once",
+            ),
         ]
         indexes = [
             models.Index(fields=("image", "resolved_at"), name="flag_image_open"),
@@ -522,16 +546,23 @@ class BlockedTerm(models.Model):
     text = models.CharField(max_length=MAX_LENGTH)
     is_regex = models.BooleanField(
         default=False,
-        help_text="A Python regular expression, matched against the prompt lower-cased and without accents.",
+        help_text="An RE2 regular expression (no backreferences or lookarounds), searched in the prompt without "
+        "accents, ignoring case. Not whole-word unless you write \\b.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # Counts edits: with the row count and the newest id it tells every process its compiled terms are stale.
+    revision = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ("text",)
 
     def __str__(self) -> str:
         return f"/{self.text}/" if self.is_regex else self.text
+
+    def clean(self) -> None:
+        if problem := blockmatch.term_problem(self.text, is_regex=self.is_regex):
+            raise ValidationError({"text": problem})
 
 
 class AuditEntry(models.Model):

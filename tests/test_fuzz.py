@@ -38,6 +38,7 @@ from generations.models import (
     Collection,
     CollectionItem,
     Favourite,
+    Flag,
     Image,
     Membership,
     Prompt,
@@ -56,7 +57,7 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SECRET = "whsec_fuzz-3141"
-COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership, Collection, CollectionItem, Favourite)
+COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership, Collection, CollectionItem, Favourite, Flag)
 
 
 # --- The world every example starts from ----------------------------------------------------------------------
@@ -118,7 +119,9 @@ def _state() -> list[tuple]:
     tasks = Task.objects.order_by("pk").values_list(
         "pk", "status", "percentage", "error", "upstream_status", "updated_at", "last_heard_at", "result"
     )
-    images = Image.objects.order_by("pk").values_list("pk", "task_id", "index", "source_url", "mirrored_at")
+    images = Image.objects.order_by("pk").values_list(
+        "pk", "task_id", "index", "source_url", "mirrored_at", "review_state"
+    )
     return [*tasks, *images]
 
 
@@ -246,6 +249,7 @@ ROUTES = {
             "mode": ("fast",),
             "ratio": ("1:1",),
             "fav": ("1",),
+            "review": ("none", "shortlisted", "approved", "rejected"),
             "collection": ("{collection_id}",),
             "lineage": ("{task_id}",),
             "stacks": ("0", ""),
@@ -258,6 +262,28 @@ ROUTES = {
     ),
     "library_stack": Route("/library/stacks/{task}/", ("GET",), {"fold": ("1",), "q": ("phe",)}),
     "image_favourite": Route("/images/{image}/favourite/", ("POST",), {"on": ("1", "0", "")}),
+    "image_flag": Route(
+        "/images/{image}/flag/", ("GET", "POST"), {"reason": ("sexual", "other"), "note": ("a real face",)}
+    ),
+    "task_flag": Route("/tasks/{task}/flag/", ("GET", "POST"), {"reason": ("off_brief",), "note": ("", "spam")}),
+    "moderation": Route("/moderation/", ("GET",), {"show": ("flagged", "hidden"), "page": ("1", "2")}),
+    "moderation_act": Route(
+        "/moderation/act/",
+        ("POST",),
+        {"items": ("task:1", "image:1"), "act": ("hide", "restore", "clear"), "reason": ("spam",)},
+    ),
+    # Owners only (alice is a member: 403, nothing changes); a term's or a membership's id is drawn like a task's.
+    "team_settings": Route("/team/settings/", ("GET",), {}),
+    "blocklist_add": Route("/team/blocklist/", ("POST",), {"text": ("ca phe", "(a"), "is_regex": ("on", "")}),
+    "blocklist_change": Route("/team/blocklist/{task}/", ("POST",), {"text": ("tra da",), "is_regex": ("on",)}),
+    "blocklist_remove": Route("/team/blocklist/{task}/remove/", ("POST",), {}),
+    "member_add": Route("/team/members/", ("POST",), {"username": ("bob", "charlie"), "role": ("owner", "member")}),
+    "member_role": Route("/team/members/{task}/role/", ("POST",), {"role": ("owner", "member", "staff")}),
+    "member_remove": Route("/team/members/{task}/remove/", ("POST",), {}),
+    "image_review": Route(
+        "/images/{image}/review/", ("POST",), {"state": ("none", "shortlisted", "approved", "rejected", "")}
+    ),
+    "approved_export": Route("/library/approved/export/", ("GET",), {}),
 }
 
 

@@ -13,7 +13,7 @@ from django.utils.functional import cached_property
 
 from generations.library.queries import Filters, Position
 from generations.library.search import MAX_QUERY_LENGTH, search_terms
-from generations.models import Collection, Prompt, Task, Team
+from generations.models import Collection, Image, Prompt, Task, Team
 
 # The status filter speaks of what a reader sees, not of the queue's stages.
 STATUS_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -22,8 +22,17 @@ STATUS_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "failed": ("Failed", (Task.Status.FAILED,)),
     "timed_out": ("Timed out", (Task.Status.TIMED_OUT,)),
 }
+# An image's review state, by the URL's word for it ("none": not reviewed), with its chip's label.
+REVIEW_STATES: dict[str, tuple[str, str]] = {
+    "none": ("Not reviewed", Image.Review.NONE),
+    "shortlisted": ("☆ Shortlisted", Image.Review.SHORTLISTED),
+    "approved": ("✓ Approved", Image.Review.APPROVED),
+    "rejected": ("✕ Rejected", Image.Review.REJECTED),
+}
 # The filters, in the order of their chips. `cursor` and `until` are positions, not filters.
-FILTER_NAMES = ("q", "author", "action", "status", "from", "to", "mode", "ratio", "fav", "collection", "lineage")
+FILTER_NAMES = (
+    "q", "author", "action", "status", "from", "to", "mode", "ratio", "review", "fav", "collection", "lineage",
+)  # fmt: skip
 URL_NAMES = (*FILTER_NAMES, "stacks", "cursor", "until")
 EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 
@@ -65,6 +74,9 @@ class LibraryFiltersForm(forms.Form):
     )
     mode = forms.ChoiceField(choices=[("", "Any mode"), *Prompt.Mode.choices], required=False)
     ratio = forms.ChoiceField(choices=[("", "Any ratio"), *((r, r) for r in Prompt.ASPECT_RATIOS)], required=False)
+    review = forms.ChoiceField(
+        choices=[("", "Any review"), *((k, label) for k, (label, _) in REVIEW_STATES.items())], required=False
+    )
     fav = forms.ChoiceField(choices=[("", "Everything"), ("1", "My favourites")], required=False)
     collection = forms.ModelChoiceField(
         queryset=None,
@@ -109,15 +121,15 @@ class LibraryFiltersForm(forms.Form):
     def menus(self) -> dict[str, list[tuple[str, str]]]:
         """Each select's options as (value, label), one query each for the team's members and collections,
         and only when a page shows the form (not for a page that arrives by scrolling)."""
-        names = ("author", "action", "status", "mode", "ratio", "collection")
+        names = ("author", "action", "status", "mode", "ratio", "review", "collection")
         return {name: [(str(value), str(label)) for value, label in self.fields[name].choices] for name in names}
 
     @property
     def curated(self) -> bool:
-        """One lineage, favourites or a collection: images someone picked (or one stack already), listed
-        every one, never stacked."""
+        """One lineage, favourites, a collection or a review state: images someone picked (or one stack already,
+        or images to pick from), listed every one, never stacked."""
         data = self.cleaned_data
-        return bool(data.get("lineage") or data.get("fav") or data.get("collection"))
+        return bool(data.get("lineage") or data.get("fav") or data.get("collection") or data.get("review"))
 
     @property
     def not_found(self) -> bool:
@@ -143,6 +155,7 @@ class LibraryFiltersForm(forms.Form):
             mode=data.get("mode") or "",
             aspect_ratio=data.get("ratio") or "",
             favourites=data.get("fav") == "1",
+            review=REVIEW_STATES[data["review"]][1] if data.get("review") else None,
             collection_id=data["collection"].pk if data.get("collection") else None,
             root_id=(lineage.root_id or lineage.pk) if lineage else None,
             stacked=data.get("stacks") != "0" and not self.curated,
@@ -187,6 +200,8 @@ class LibraryFiltersForm(forms.Form):
                 return Prompt.Mode(value).label
             case "ratio":
                 return value
+            case "review":
+                return REVIEW_STATES[value][0]
             case "fav":
                 return "My favourites"
             case "collection":

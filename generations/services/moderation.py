@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -22,6 +22,10 @@ REASON_MAX_LENGTH = 300
 
 class ModerationError(ValueError):
     """A moderation request that changes nothing: the message says why, for the user."""
+
+
+class FlagAlreadyOpen(ModerationError):
+    """The member's own flag on this item is still open: nothing new is made."""
 
 
 def _team_id(item: Image | Task) -> int:
@@ -61,13 +65,21 @@ def flag_create(
     item = image if image is not None else task
     if _team_id(item) != team.pk:
         raise ValueError(f"{item} is not team {team.pk}'s")
+    already = FlagAlreadyOpen("You have already flagged this: the team's owners will review it.")
+    if Flag.objects.filter(image=image, task=task, created_by=user, resolved_at=None).exists():
+        raise already
     now = timezone.now()
-    with transaction.atomic():
-        flag = Flag.objects.create(
-            team=team, image=image, task=task, reason=reason, note=note, created_by=user, created_at=now
-        )
-        type(item).objects.filter(pk=item.pk, flagged_at=None).update(flagged_at=now)
-        audit_record(actor=user, act=AuditEntry.Act.FLAG, team=team, target=item, reason=note, flag_reason=reason)
+    # The audit's "why": the reason's label, and the member's note after it.
+    why = f"{Flag.Reason(reason).label}: {note}" if note else Flag.Reason(reason).label
+    try:
+        with transaction.atomic():
+            flag = Flag.objects.create(
+                team=team, image=image, task=task, reason=reason, note=note, created_by=user, created_at=now
+            )
+            type(item).objects.filter(pk=item.pk, flagged_at=None).update(flagged_at=now)
+            audit_record(actor=user, act=AuditEntry.Act.FLAG, team=team, target=item, reason=why, flag_reason=reason)
+    except IntegrityError:  # the same member's other request got there first (flag_*_open_once)
+        raise already from None
     return flag
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from django.core.files.storage import default_storage
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -33,10 +33,25 @@ BUNDLE_MAX_DEPTH = 100
 # Files are copied into the zip in chunks of this size: an image is never held whole.
 CHUNK_SIZE = 64 * 1024
 BUNDLE_FORMAT = "mjstudio-provenance/1"
-_NODE_FIELDS = ("pk", "team_id", "action", "option", "parent_index", "status", "created_at", "created_by")
+_NODE_FIELDS = (
+    "pk",
+    "team_id",
+    "action",
+    "option",
+    "parent_index",
+    "status",
+    "created_at",
+    "created_by",
+    "hidden_at",
+    "hidden_reason",
+)
 _PK_PLACEHOLDER = 987654321
 NAME_MAX_WORDS = 8
 NAME_MAX_LENGTH = 60
+
+
+# A review state's mark beside a tree node's images.
+REVIEW_GLYPHS = {Image.Review.SHORTLISTED: "☆", Image.Review.APPROVED: "✓", Image.Review.REJECTED: "✕"}
 
 
 # --- The family as rows of a drawn tree ---------------------------------------------------------------------
@@ -66,6 +81,10 @@ class TreeRow:
     parent_outside: bool = False  # in a bundle: made from a task that is not in it
     entry: dict | None = None  # in a bundle: the task's record in metadata.json
     status: str = ""
+    placeholder: bool = False  # a hidden task, for non-staff: "Hidden by a moderator", nothing else of it
+    hidden_reason: str = ""  # for staff: why the task (or its first image) was hidden
+    reviews: list[dict] = field(default_factory=list)  # its images' review states, those set: index, state, glyph
+    approved_path: bool = False  # an approved image is here or below: on the way down to one
 
 
 @dataclass
@@ -112,6 +131,8 @@ def _children_of(family: Iterable[tuple[int, int | None]], parents: dict[int, in
 def tree_nest(rows: list[TreeRow], *, max_depth: int | None = None) -> list[TreeRow]:
     """Set each row's `opens` and `closes` from the depths, so a template draws nested lists without recursion.
     A depth never grows by more than one from a row to the next (it is clamped so)."""
+    if not rows:  # an empty bundle (a collection emptied, no approved image yet) draws no tree
+        return rows
     previous = -1
     for row in rows:
         row.depth = min(row.depth, previous + 1, max_depth if max_depth is not None else row.depth)
@@ -154,10 +175,14 @@ def _url_for_pk(name: str, *args: str) -> Callable[[int], str]:
     return lambda pk: f"{head}{pk}{tail}"
 
 
-def lineage_tree(*, task: Task) -> Lineage:
+def lineage_tree(*, task: Task, show_hidden: bool = False) -> Lineage:
     """The task's family as rows of a drawn tree, with the cost of the branch from the root to it and of the
     whole family. Three queries whatever the family's size: the family's links, its shown tasks, their first
-    images."""
+    images.
+
+    A hidden task stays in the tree, so what was made from it still hangs from it: for non-staff as a
+    placeholder (no prompt, picture or link), for staff (`show_hidden`) marked with the reason. The costs count
+    every task, hidden or not: credits spent are spent."""
     family = list(
         Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
         .order_by("created_at", "pk")
@@ -176,11 +201,37 @@ def lineage_tree(*, task: Task) -> Lineage:
         .only(*_NODE_FIELDS, "created_by__username")
         .in_bulk(pks)
     )
-    thumbs = {
-        image.task_id: image
-        for image in Image.objects.filter(task_id__in=pks, index=1, task__team_id=task.team_id).only(
-            "pk", "task_id", "index", "width", "height", "thumbnail", "mirrored_at"
+    # The first image of each node (its thumbnail), and every image with a review state (its mark): one query.
+    thumbs: dict[int, Image] = {}
+    reviews: dict[int, list[dict]] = {}
+    for image in (
+        Image.objects.filter(Q(index=1) | ~Q(review_state=""), task_id__in=pks, task__team_id=task.team_id)
+        .only(
+            "pk",
+            "task_id",
+            "index",
+            "width",
+            "height",
+            "thumbnail",
+            "mirrored_at",
+            "review_state",
+            "hidden_at",
+            "hidden_reason",
         )
+        .order_by("task_id", "index")
+    ):
+        if image.index == 1:
+            thumbs[image.task_id] = image
+        if image.review_state and (show_hidden or image.hidden_at is None):
+            state = Image.Review(image.review_state)
+            mark = {"index": image.index, "state": state.value, "glyph": REVIEW_GLYPHS[state], "word": state.label}
+            reviews.setdefault(image.task_id, []).append(mark)
+    # The way down to each approved image is drawn: its node and every node above it.
+    approved_path = {
+        pk
+        for approved in reviews
+        if any(mark["state"] == Image.Review.APPROVED for mark in reviews[approved])
+        for pk in _way_down(parents, approved)
     }
     on_branch = set(branch)
     task_url, thumb_url = _url_for_pk("generations:task_detail"), _url_for_pk("generations:image_file", "thumb")
@@ -188,6 +239,17 @@ def lineage_tree(*, task: Task) -> Lineage:
         if row.pk is not None:
             row.task, row.thumb = tasks[row.pk], thumbs.get(row.pk)
             row.current, row.on_branch = row.pk == task.pk, row.pk in on_branch
+            if row.task.is_hidden and not show_hidden:
+                row.task, row.thumb, row.placeholder = None, None, True
+                continue
+            if row.thumb is not None and row.thumb.is_hidden:
+                if not show_hidden:
+                    row.thumb = None
+                else:
+                    row.hidden_reason = f"Image 1: {row.thumb.hidden_reason}"
+            if row.task.is_hidden:
+                row.hidden_reason = row.task.hidden_reason
+            row.reviews, row.approved_path = reviews.get(row.pk, []), row.pk in approved_path
             row.url = task_url(row.pk)
             if row.thumb is not None and row.thumb.thumbnail:
                 row.thumb_url = thumb_url(row.thumb.pk)
@@ -199,7 +261,9 @@ def lineage_tree(*, task: Task) -> Lineage:
         family_credits=sum(credits.values()),
         branch=branch,
         branch_credits=sum(credits.get(pk, 0) for pk in branch),
-        children=[tasks[pk] for pk in children.get(task.pk, []) if pk in tasks],
+        children=[
+            tasks[pk] for pk in children.get(task.pk, []) if pk in tasks and (show_hidden or not tasks[pk].is_hidden)
+        ],
     )
 
 
@@ -228,6 +292,11 @@ def _iso(moment: object) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _hidden_mark(item: Task | Image) -> dict:
+    """In a staff member's bundle (the only ones that hold hidden items): why a moderator hid it."""
+    return {"hidden_reason": item.hidden_reason} if item.hidden_at is not None else {}
+
+
 def _task_entry(task: Task, images: Iterable[Image]) -> dict:
     """metadata.json's record of a task and of its images in the bundle ("file": its name in the zip)."""
     return {
@@ -251,6 +320,7 @@ def _task_entry(task: Task, images: Iterable[Image]) -> dict:
         "apiframe_task_id": task.apiframe_task_id,
         "status": task.status,
         "error": task.error,
+        **_hidden_mark(task),
         "images": [
             {
                 "id": image.pk,
@@ -261,6 +331,7 @@ def _task_entry(task: Task, images: Iterable[Image]) -> dict:
                 "size_bytes": image.size_bytes,
                 "sha256": image.content_hash,
                 "mirrored_at": _iso(image.mirrored_at),
+                **_hidden_mark(image),
             }
             for image in images
         ],
@@ -359,6 +430,8 @@ _BUNDLE_IMAGE_FIELDS = (
     "size_bytes",
     "content_hash",
     "mirrored_at",
+    "hidden_at",
+    "hidden_reason",
 )
 
 
@@ -371,15 +444,19 @@ def _entries(tasks: QuerySet[Task], images: dict[int, list[Image]], stored: dict
     return entries
 
 
-def bundle_for_lineage(*, task: Task) -> ZipStream:
-    """The whole family of the task's root: every task and every saved image. Two queries."""
+def bundle_for_lineage(*, task: Task, show_hidden: bool = False) -> ZipStream:
+    """The whole family of the task's root: every task and every saved image. Two queries.
+    Hidden tasks and images are left out (their children say they were made from a task not in the bundle),
+    unless `show_hidden` (staff), which keeps them, marked with the reason."""
+    visible = {} if show_hidden else {"hidden_at": None}
     images = _images_by_task(
         Image.objects.filter(task__team_id=task.team_id, task__root_id=task.root_id)
+        .filter(**visible, **{f"task__{k}": v for k, v in visible.items()})
         .only(*_BUNDLE_IMAGE_FIELDS)
         .iterator(2000)
     )
     stored: dict[int, str] = {}
-    family = Task.objects.filter(team_id=task.team_id, root_id=task.root_id)
+    family = Task.objects.filter(team_id=task.team_id, root_id=task.root_id, **visible)
     entries = _entries(family, images, stored)
     root = next((e for e in entries if e["id"] == task.root_id), None)
     title = f"Lineage of “{(root or {'prompt': task.prompt.text})['prompt'][:80]}”"
@@ -388,10 +465,30 @@ def bundle_for_lineage(*, task: Task) -> ZipStream:
     )
 
 
-def bundle_for_collection(*, collection: Collection) -> ZipStream:
+def _entries_on_the_way(
+    *, team_id: int, images: dict[int, list[Image]], stored: dict[int, str], show_hidden: bool = False
+) -> tuple[list[dict], dict[int, list[int]]]:
+    """The records of the images' tasks (with those images) and of every task on the way from their roots to
+    them (metadata only), hidden tasks left out unless `show_hidden`. Also returns each image task's way down,
+    root first: three queries."""
+    roots = set(
+        Task.objects.filter(team_id=team_id, pk__in=images).exclude(root=None).values_list("root_id", flat=True)
+    )
+    links = dict(Task.objects.filter(team_id=team_id, root_id__in=roots).values_list("pk", "parent_id"))
+    ways = {pk: _way_down(links, pk) if pk in links else [pk] for pk in images}
+    wanted = {pk for way in ways.values() for pk in way}
+    visible = {} if show_hidden else {"hidden_at": None}
+    return _entries(Task.objects.filter(team_id=team_id, pk__in=wanted, **visible), images, stored), ways
+
+
+def bundle_for_collection(*, collection: Collection, show_hidden: bool = False) -> ZipStream:
     """The collection's images with their tasks, and every task on the way from their roots to them (metadata
-    only: their images are not in the collection), so the page shows how each image was made."""
+    only: their images are not in the collection), so the page shows how each image was made.
+    Hidden images, images of hidden tasks and hidden tasks on the way are left out, unless `show_hidden`."""
     team_id = collection.team_id
+    items = collection.items.filter(image__task__team_id=team_id)
+    if not show_hidden:
+        items = items.filter(image__hidden_at=None, image__task__hidden_at=None)
     items = [
         {
             "image_id": item.image_id,
@@ -400,20 +497,11 @@ def bundle_for_collection(*, collection: Collection) -> ZipStream:
             "added_at": _iso(item.added_at),
             "image": item.image,
         }
-        for item in collection.items.filter(image__task__team_id=team_id)
-        .select_related("image", "added_by")
-        .order_by("added_at", "pk")
+        for item in items.select_related("image", "added_by").order_by("added_at", "pk")
     ]
     collected = _images_by_task(item.pop("image") for item in items)
-    roots = set(
-        Task.objects.filter(team_id=team_id, pk__in=collected).exclude(root=None).values_list("root_id", flat=True)
-    )
-    links = dict(Task.objects.filter(team_id=team_id, root_id__in=roots).values_list("pk", "parent_id"))
-    wanted: set[int] = set()
-    for pk in collected:
-        wanted.update(_way_down(links, pk) if pk in links else [pk])
     stored: dict[int, str] = {}
-    entries = _entries(Task.objects.filter(team_id=team_id, pk__in=wanted), collected, stored)
+    entries, _ = _entries_on_the_way(team_id=team_id, images=collected, stored=stored, show_hidden=show_hidden)
     return _bundle(
         team=collection.team,
         kind="collection",
@@ -428,4 +516,44 @@ def bundle_for_collection(*, collection: Collection) -> ZipStream:
                 "items": items,
             }
         },
+    )
+
+
+def bundle_for_approved(*, team: Team, show_hidden: bool = False) -> ZipStream:
+    """The team's approved images, one lineage each: every approved image with its task, and every task on the way
+    from its root to it (metadata only), as for a collection. metadata.json's `approved` lists each image with
+    who approved it, when, and its lineage (task ids from the root down). Four queries. Hidden images and tasks
+    are left out, unless `show_hidden`."""
+    approved = Image.objects.filter(task__team_id=team.pk, review_state=Image.Review.APPROVED)
+    if not show_hidden:
+        approved = approved.filter(hidden_at=None, task__hidden_at=None)
+    approved = list(
+        approved.select_related("reviewed_by")
+        .only(*_BUNDLE_IMAGE_FIELDS, "reviewed_at", "reviewed_by__username")
+        .order_by("task__created_at", "task_id", "index")
+    )
+    items = [
+        {
+            "image_id": image.pk,
+            "task_id": image.task_id,
+            "index": image.index,
+            "approved_by": image.reviewed_by.get_username() if image.reviewed_by else None,
+            "approved_at": _iso(image.reviewed_at),
+        }
+        for image in approved
+    ]
+    stored: dict[int, str] = {}
+    entries, ways = _entries_on_the_way(
+        team_id=team.pk, images=_images_by_task(approved), stored=stored, show_hidden=show_hidden
+    )
+    del approved  # the records hold what the bundle needs
+    for item in items:
+        item["lineage"] = ways[item["task_id"]]
+    return _bundle(
+        team=team,
+        kind="approved",
+        title=f"Approved images of {team.name}",
+        entries=entries,
+        stored=stored,
+        extra={"approved": items},
     )

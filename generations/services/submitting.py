@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,18 +15,37 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
-from generations.models import Collection, Prompt, Task, Team
-from generations.services import limits, queue
+from generations.models import Collection, Image, Prompt, Task, Team
+from generations.services import blocklist, limits, queue
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
+from generations.text import normalize_for_search
 
 logger = logging.getLogger(__name__)
 
+# The actions whose prompt goes upstream (the others send a parent's id): the blocklist checks these.
+SENDS_PROMPT = (Task.Action.IMAGINE, Task.Action.REROLL)
+# How a failed task's error starts when Apiframe said no to the submit (a banned prompt, mostly): the admin counts
+# these per member.
+UPSTREAM_REFUSED = "Apiframe refused the request"
 
-def normalize_for_search(text: str) -> str:
-    """Lower case without diacritics, so "ca phe" finds "cà phê" (đ has no decomposition: mapped by hand)."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+class ParentHidden(Exception):
+    """An action on a hidden image, or on an image or prompt of a hidden task: nothing was created."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _refuse_hidden(*, tasks: list[Task | None], parent: Task | None, index: int | None) -> None:
+    """Raise ParentHidden if a moderator hid any of `tasks`, or the parent's image `index` (a hidden image can
+    be no parent, for staff either: new work would send it upstream again)."""
+    if any(task is not None and task.hidden_at is not None for task in tasks):
+        raise ParentHidden("A moderator hid this task: it can't be used for new work.")
+    hidden_images = Image.objects.filter(task=parent, index=index, hidden_at__isnull=False)
+    if parent is not None and index is not None and hidden_images.exists():
+        raise ParentHidden(f"A moderator hid image {index}: it can't be used for new work.")
 
 
 def prompt_create(*, team: Team, author: AbstractBaseUser, text: str, mode: str, aspect_ratio: str) -> Prompt:
@@ -47,6 +65,7 @@ def _task_create(
     created_by: AbstractBaseUser,
     team: Team,
     prompt_for: Callable[[], Prompt],
+    prompt_text: str,
     **fields: object,
 ) -> tuple[Task, bool]:
     """Save a task and put it in the fair queue (services/queue.py), which sends it when its turn comes; a repeated
@@ -55,7 +74,8 @@ def _task_create(
     A key counts within one team and on one parent (the constraints on Task say the same): reused on another
     parent, or after switching teams, it makes a new task, never answers with a different one.
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
-    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit.
+    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit, and
+    blocklist.PromptBlocked (audited, nothing else created) when `prompt_text`, to be sent, holds a blocked term.
     """
     same_request = Task.objects.filter(
         created_by=created_by, team=team, parent=fields.get("parent"), idempotency_key=idempotency_key
@@ -63,6 +83,8 @@ def _task_create(
     existing = same_request.first()
     if existing:
         return existing, False  # a replay of an accepted submit is no new call: never refused
+    if fields["action"] in SENDS_PROMPT:
+        blocklist.prompt_check(team=team, user=created_by, text=prompt_text, action=str(fields["action"]))
     if refused := limits.submission_refusal(user=created_by, team=team):
         raise refused
     now = timezone.now()
@@ -110,6 +132,7 @@ def task_create_imagine(
         created_by=user,
         team=team,
         prompt_for=lambda: prompt_create(team=team, author=user, text=text, mode=mode, aspect_ratio=aspect_ratio),
+        prompt_text=text,
         action=Task.Action.IMAGINE,
         collection=collection,
     )
@@ -124,12 +147,15 @@ def task_create_child(
     index: int | None,
     idempotency_key: uuid.UUID,
 ) -> tuple[Task, bool]:
-    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job."""
+    """A Vary/Upscale/Pan/Zoom (or Reroll) of a finished parent. Validation is the form's job.
+    Raises ParentHidden, having created nothing, when the parent or its image is hidden."""
+    _refuse_hidden(tasks=[parent], parent=parent, index=index)
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
         team=parent.team,
         prompt_for=lambda: parent.prompt,
+        prompt_text=parent.prompt.text,
         action=action,
         option=option,
         parent=parent,
@@ -139,12 +165,15 @@ def task_create_child(
 
 
 def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID) -> tuple[Task, bool]:
-    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history)."""
+    """Send a failed or timed-out task again, as a new task beside it (the failed one stays in history).
+    Raises ParentHidden, having created nothing, when it, its parent or the parent's image is hidden."""
+    _refuse_hidden(tasks=[task, task.parent], parent=task.parent, index=task.parent_index)
     return _task_create(
         idempotency_key=idempotency_key,
         created_by=user,
         team=task.team,
         prompt_for=lambda: task.prompt,
+        prompt_text=task.prompt.text,
         action=task.action,
         option=task.option,
         parent=task.parent,
@@ -156,7 +185,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
 
 def _send_upstream(client: ApiframeClient, task: Task) -> str:
     hooks = webhook_kwargs()
-    if task.action in (Task.Action.IMAGINE, Task.Action.REROLL):
+    if task.action in SENDS_PROMPT:
         prompt = task.prompt
         return client.imagine(prompt=prompt.text, mode=prompt.mode, aspect_ratio=prompt.aspect_ratio, **hooks)
     parent_id = task.parent.apiframe_task_id
@@ -181,7 +210,9 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     claimed = mine.update_visibly(at=now, status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1)
     if claimed != 1:
         return  # already sent, timed out, or taken by another worker
-    task = Task.objects.select_related("prompt", "parent").get(pk=task_id)
+    task = Task.objects.select_related("prompt", "parent", "created_by").get(pk=task_id)
+    if task.action in SENDS_PROMPT and _blocked_at_send(task):
+        return
     try:
         with apiframe_client(client) as api:
             upstream_id = _send_upstream(api, task)
@@ -214,13 +245,29 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
     webhooks_apply_early(apiframe_task_id=upstream_id)
 
 
+def _blocked_at_send(task: Task) -> bool:
+    """A term added while the task waited: it fails with the blocklist's message and is never sent."""
+    try:  # not in a transaction: the audit row written on the way out must stay
+        blocklist.prompt_check(
+            team=task.team_id, user=task.created_by, text=task.prompt.text, action=task.action, task=task
+        )
+    except blocklist.PromptBlocked as blocked:
+        now = timezone.now()
+        if Task.objects.filter(pk=task.pk, status=Task.Status.SUBMITTING).update_visibly(
+            at=now, status=Task.Status.FAILED, error=blocked.message[:500], finished_at=now
+        ):
+            queue.queue_dispatch_after_commit()  # its slot is free
+        return True
+    return False
+
+
 def _submit_failed(task_id: int, exc: ApiframeError) -> None:
     """End a task that Apiframe refused, or that may exist there already: sending again could pay twice,
     so the user decides with Retry."""
     if exc.maybe_created:
         reason = "Apiframe did not confirm this task; it may still run upstream. Retry to send it again."
     else:
-        reason = f"Apiframe refused the request: {exc.message}" if exc.message else "Apiframe refused the request."
+        reason = f"{UPSTREAM_REFUSED}: {exc.message}" if exc.message else f"{UPSTREAM_REFUSED}."
     now = timezone.now()
     if Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
         at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now

@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from generations import actions
 from generations.models import Image
+from generations.templatetags.review import review_button_html
 
 register = template.Library()
 
@@ -39,30 +40,40 @@ def pk_url(context: template.Context, name: str, pk: int, *args: object) -> str:
 
 
 @register.simple_tag(takes_context=True)
-def card_image(context: template.Context, image: Image, *, aspect_ratio: str, actions: bool) -> SafeString:
+def card_image(
+    context: template.Context, image: Image, *, aspect_ratio: str, actions: bool, hidden_task: object = None
+) -> SafeString:
     """One image of a card: its thumbnail linking to the full file, or how its download is going; and, once the
     card is ready, its Actions button (studio.js opens the page's one menu for it; without JS it opens the image's
     own menu page, through the card's form). Written here rather than in studio.html: a page shows ~100 images,
     and a dozen template nodes per image cost several times what this does."""
     index = int(image.index)
+    review = ""
     if image.mirrored_at is not None:
         full = pk_url(context, "generations:image_file", image.pk, "full")
         thumb = pk_url(context, "generations:image_file", image.pk, "thumb")
         size = f' width="{int(image.width)}" height="{int(image.height)}"' if image.width and image.height else ""
         body = f'<a class="shot__link" href="{full}" target="_blank"><img src="{thumb}"{size} alt="Image {index}"></a>'
+        # In the card's image form, like the Actions button: shown once that form works (every image saved).
+        review = review_button_html(index, image.review_state) + "\n" if actions else ""
     else:
         if image.mirror_gave_up:
             status = escape(f"Could not save this image: {image.mirror_error}")
         else:
             status = "Saving failed, trying again…" if image.mirror_error else "Saving…"
         body = f'<div class="shot__placeholder ar-{slugify(aspect_ratio)}">{status}</div>'
+    # Only staff are shown a hidden image (or one of a hidden task): marked, and never offered for new work.
+    mark = ""
+    if image.hidden_at is not None:
+        reason = escape(image.hidden_reason)
+        mark = f'<span class="shot__hidden" title="{reason}">Hidden · {reason}</span>\n'
     button = ""
-    if actions:
+    if actions and image.hidden_at is None and hidden_task is None:
         button = f'<button class="shot__actions" name="index" value="{index}" aria-label="Actions for image {index}">'
         button += "Actions</button>\n"
-    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the one text escaped above.
+    # Safe as it is: ints, URLs reversed from ints and fixed words, a slug, and the texts escaped above.
     # (format_html would escape a dozen values per image that cannot need it: a tenth of the page's time.)
-    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{button}</figure>')  # noqa: S308
+    return mark_safe(f'<figure class="shot" data-index="{index}">\n{body}\n{mark}{review}{button}</figure>')  # noqa: S308
 
 
 @register.simple_tag

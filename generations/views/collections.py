@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -24,22 +24,31 @@ def _get_collection(request: HttpRequest, pk: int) -> Collection:
     return get_object_or_404(Collection.objects.select_related("team"), pk=pk, team=request.team)
 
 
-def _for_index(team: Team) -> QuerySet[Collection]:
-    """The team's collections with their item count and cover (the newest item with a thumbnail): one query."""
+def _visible_items(user: object, prefix: str = "") -> Q:
+    """The items a user may see: for non-staff, not a hidden image nor an image of a hidden task."""
+    if getattr(user, "is_staff", False):
+        return Q()
+    return Q(**{f"{prefix}image__hidden_at": None, f"{prefix}image__task__hidden_at": None})
+
+
+def _for_index(team: Team, user: object) -> QuerySet[Collection]:
+    """The team's collections with their item count and cover (the newest item with a thumbnail) as the user
+    may see them (hidden images are neither counted nor a cover for non-staff): one query."""
     cover = (
-        CollectionItem.objects.filter(collection=OuterRef("pk"), image__mirrored_at__isnull=False)
+        CollectionItem.objects.filter(_visible_items(user), collection=OuterRef("pk"), image__mirrored_at__isnull=False)
         .exclude(image__thumbnail="")
         .order_by("-added_at", "-pk")
         .values("image_id")[:1]
     )
-    return Collection.objects.filter(team=team).annotate(item_count=Count("items"), cover_id=Subquery(cover))
+    count = Count("items", filter=_visible_items(user, "items__"))
+    return Collection.objects.filter(team=team).annotate(item_count=count, cover_id=Subquery(cover))
 
 
 def _index_context(request: HttpRequest, **extra: object) -> dict:
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "recent"
     return {
         "team": request.team,
-        "collections": list(_for_index(request.team).order_by(*SORTS[sort])),
+        "collections": list(_for_index(request.team, request.user).order_by(*SORTS[sort])),
         "sort": sort,
         "form": CollectionForm(team=request.team),
         **extra,
@@ -77,7 +86,7 @@ def collection_create(request: HttpRequest) -> HttpResponse:
         return redirect("generations:collections")
     context = {
         "form": CollectionForm(team=request.team),
-        "collection": _for_index(request.team).get(pk=collection.pk),
+        "collection": _for_index(request.team, request.user).get(pk=collection.pk),
         "status": f"Created “{collection.name}”.",
     }
     return render(request, "generations/collection_created.html", context)
@@ -103,7 +112,7 @@ def collection_rename(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Renamed to “{collection.name}”.")
         return redirect("generations:collections")
     context = {
-        "collection": _for_index(request.team).get(pk=collection.pk),
+        "collection": _for_index(request.team, request.user).get(pk=collection.pk),
         "renamed": True,
         "status": f"Renamed to “{collection.name}”.",
     }
@@ -126,18 +135,20 @@ def collection_delete(request: HttpRequest, pk: int) -> HttpResponse:
 # --- The per-image control: the team's collections as toggles, and "New collection…" ------------------------
 
 
-def _choices(team: Team, image: Image) -> QuerySet[Collection]:
+def _choices(team: Team, image: Image, user: object) -> QuerySet[Collection]:
     """The team's collections by name (toggling never reorders them), each saying whether it holds the image."""
     holds = CollectionItem.objects.filter(collection=OuterRef("pk"), image=image)
-    return (
-        Collection.objects.filter(team=team)
-        .annotate(item_count=Count("items"), has_image=Exists(holds))
-        .order_by("name_key")
-    )
+    count = Count("items", filter=_visible_items(user, "items__"))
+    return Collection.objects.filter(team=team).annotate(item_count=count, has_image=Exists(holds)).order_by("name_key")
 
 
 def _render_picker(request: HttpRequest, image: Image, *, status: int = 200, **extra: object) -> HttpResponse:
-    context = {"image": image, "task": image.task, "choices": list(_choices(request.team, image)), **extra}
+    context = {
+        "image": image,
+        "task": image.task,
+        "choices": list(_choices(request.team, image, request.user)),
+        **extra,
+    }
     if not request.htmx:
         return render(request, "generations/image_collections.html", {"team": request.team, **context}, status=status)
     response = render(request, "generations/image_collections.html#picker", context, status=status)
@@ -149,7 +160,8 @@ def _render_picker(request: HttpRequest, image: Image, *, status: int = 200, **e
 def image_collections(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: which of the team's collections hold this image, as toggles (a page, or the fragment for a dialog).
     POST: `collection` and `op` (add or remove) toggles one; `new_name` creates a collection holding it."""
-    image = get_object_or_404(Image.objects.select_related("task__prompt"), pk=pk, task__team=request.team)
+    images = Image.objects.visible_to(request.user).select_related("task__prompt")
+    image = get_object_or_404(images, pk=pk, task__team=request.team)
     if request.method == "GET":
         return _render_picker(request, image, first_open=request.htmx)  # in a dialog: focus on the first toggle
     if "new_name" in request.POST:
@@ -169,7 +181,11 @@ def image_collections(request: HttpRequest, pk: int) -> HttpResponse:
         refusal = "Say whether to add the image to that collection or remove it."
         return _render_picker(request, image, status=422, message=refusal, message_is_error=True)
     if request.htmx:  # only that collection's toggle changes (focus stays on it), and the status line
-        context = {"image": image, "collection": _choices(request.team, image).get(pk=collection.pk), "message": done}
+        context = {
+            "image": image,
+            "collection": _choices(request.team, image, request.user).get(pk=collection.pk),
+            "message": done,
+        }
         return render(request, "generations/image_collections.html#toggled", context)
     return _picker_done(request, image, done)
 

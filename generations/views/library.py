@@ -103,7 +103,9 @@ def library(request: HttpRequest) -> HttpResponse:
 
     data = form.cleaned_data
     filters = form.filters()
-    library_ = Library(team_id=request.team.pk, user_id=request.user.pk, filters=filters)
+    library_ = Library(
+        team_id=request.team.pk, user_id=request.user.pk, filters=filters, show_hidden=request.user.is_staff
+    )
     page = library_.page(after=data["cursor"], until=data["until"])
     context = _page_context(
         request,
@@ -139,7 +141,9 @@ def library_stack(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         return redirect(_library_url(form.params(lineage=str(root_id), stacks=None)))
     filters = form.filters()
-    library_ = Library(team_id=request.team.pk, user_id=request.user.pk, filters=filters)
+    library_ = Library(
+        team_id=request.team.pk, user_id=request.user.pk, filters=filters, show_hidden=request.user.is_staff
+    )
     context = {"form": form, "root_id": root_id, "query": urlencode(form.params()), "csrf_input": csrf_input(request)}
     if request.GET.get("fold") == "1":
         tile = library_.cover(root_id=root_id)
@@ -150,7 +154,7 @@ def library_stack(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def image_favourite(request: HttpRequest, pk: int) -> HttpResponse:
     """Star or unstar an image for oneself. `on` says which, so a repeated POST changes nothing more."""
-    image = get_object_or_404(Image.objects.only("pk"), pk=pk, task__team=request.team)
+    image = get_object_or_404(Image.objects.visible_to(request.user).only("pk"), pk=pk, task__team=request.team)
     on = request.POST.get("on", "")
     if on not in ("0", "1"):
         message = "Say whether to star the image (on=1) or not (on=0)."

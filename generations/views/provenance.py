@@ -30,10 +30,13 @@ def compare(request: HttpRequest) -> HttpResponse:
         return _compare_refused(request, "Images are chosen by number: “?images=12,13”.", [])
     pks = list(dict.fromkeys(pks))  # the same image picked twice is compared once
     found = (
-        Image.objects.filter(task__team=request.team).select_related("task__prompt", "task__created_by").in_bulk(pks)
+        Image.objects.visible_to(request.user)
+        .filter(task__team=request.team)
+        .select_related("task__prompt", "task__created_by")
+        .in_bulk(pks)
     )
     images = [found[pk] for pk in pks if pk in found]
-    if len(images) < len(pks):  # another team's image does not exist for this one
+    if len(images) < len(pks):  # another team's image, or a hidden one for non-staff, does not exist for this one
         raise Http404("No such image.")
     if not COMPARE_MIN <= len(images) <= COMPARE_MAX:
         chosen = "one image" if len(images) == 1 else f"{len(words)} images" if words else "no image"
@@ -56,10 +59,11 @@ def _zip_response(stream: object, name: str) -> StreamingHttpResponse:
 @require_GET
 def task_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The whole lineage the task belongs to (its root's family) as a provenance bundle."""
-    task = get_object_or_404(Task.objects.select_related("team", "prompt"), pk=pk, team=request.team)
+    tasks = Task.objects.visible_to(request.user).select_related("team", "prompt")
+    task = get_object_or_404(tasks, pk=pk, team=request.team)
     root = Task.objects.filter(pk=task.root_id, team=request.team).select_related("prompt").first() or task
     name = provenance.download_name(text=root.prompt.text, suffix=f"lineage-{root.pk}", extension="zip")
-    return _zip_response(provenance.bundle_for_lineage(task=task), name)
+    return _zip_response(provenance.bundle_for_lineage(task=task, show_hidden=request.user.is_staff), name)
 
 
 @require_GET
@@ -67,4 +71,13 @@ def collection_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """A collection's images, with how each was made, as a provenance bundle."""
     collection = get_object_or_404(Collection.objects.select_related("team", "created_by"), pk=pk, team=request.team)
     name = provenance.download_name(text=collection.name, suffix=f"collection-{collection.pk}", extension="zip")
-    return _zip_response(provenance.bundle_for_collection(collection=collection), name)
+    bundle = provenance.bundle_for_collection(collection=collection, show_hidden=request.user.is_staff)
+    return _zip_response(bundle, name)
+
+
+@require_GET
+def approved_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The team's approved images as a provenance bundle: each image with the way from its lineage's root to it."""
+    team = request.team
+    name = provenance.download_name(text=f"{team.name} approved", suffix=f"team-{team.pk}", extension="zip")
+    return _zip_response(provenance.bundle_for_approved(team=team, show_hidden=request.user.is_staff), name)

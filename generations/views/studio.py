@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Prompt, Task, Team
-from generations.services import limits, submitting
+from generations.services import blocklist, limits, submitting
 from generations.views.queue import queue_context
 
 STUDIO_PAGE_SIZE = 24
@@ -40,7 +40,8 @@ def _mine_only(request: HttpRequest) -> bool:
 
 
 def _cards(team: Team, *, mine_only: bool, user: object) -> list[Task]:
-    tasks = Task.objects.for_team(team).for_cards()
+    # Hidden tasks and images are gone for non-staff; staff see them, marked.
+    tasks = Task.objects.for_team(team).visible_to(user).for_cards(user=user)
     if mine_only:
         tasks = tasks.filter(created_by=user)
     return list(tasks.order_by("-created_at")[:STUDIO_PAGE_SIZE])
@@ -124,6 +125,8 @@ def task_create(request: HttpRequest) -> HttpResponse:
         )
     except limits.SubmissionRefused as refused:
         return _composer_refused(request, form, refused)
+    except blocklist.PromptBlocked as blocked:
+        return _composer_blocked(request, form, blocked)
     if not request.htmx:
         return redirect("generations:studio")
     # A fresh key; mode, ratio and collection stay as chosen.
@@ -143,6 +146,14 @@ def _composer_refused(request: HttpRequest, form: ImagineForm, refused: limits.S
     return response
 
 
+def _composer_blocked(request: HttpRequest, form: ImagineForm, blocked: blocklist.PromptBlocked) -> HttpResponse:
+    """The composer again, prompt kept so it can be reworded, naming the blocked term on the prompt itself."""
+    form.add_error("prompt", blocked.message)
+    if request.htmx:
+        return render(request, "generations/studio.html#composer", {"form": form}, status=422)
+    return render(request, "generations/studio.html", _studio_context(request, form=form), status=422)
+
+
 def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResponse:
     """The htmx answer to a new task: the form again, the new card on top, and a busy pulse."""
     team = task.team
@@ -157,7 +168,8 @@ def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResp
 @require_GET
 @never_cache
 def studio_pulse(request: HttpRequest) -> HttpResponse:
-    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed."""
+    """The live refresh: cards changed since the cursor, as out-of-band swaps; 204 when nothing changed. Hidden
+    tasks are among the changes (hiding bumps `updated_at`): for non-staff, their cards are deleted."""
     team = request.team
     mine_only = _mine_only(request)
     now = timezone.now()
@@ -173,14 +185,19 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         changed = changed.filter(created_by=request.user)
     if not changed.exists():
         return HttpResponse(status=204)
-    batch = list(changed.for_cards().order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
+    # The cards' images as the user may see them: a hidden image leaves its card (staff keep it, marked).
+    batch = list(changed.for_cards(user=request.user).order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
     pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
     if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
         pulse.update(
             pulse_cursor=batch[-1].updated_at.isoformat(), pulse_after=batch[-1].pk, pulse_seconds=PULSE_BUSY_SECONDS
         )
+    # A task hidden by a moderator leaves open studios: its card is deleted there (staff keep it, marked).
+    staff = request.user.is_staff
+    removed = [task.pk for task in batch if task.hidden_at is not None and not staff]
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
-    cards = sorted(batch, key=lambda task: task.created_at)
-    context = {"cards": cards, **pulse, **queue_context(request)}  # the queue line too: paused or resumed meanwhile
+    cards = sorted((t for t in batch if staff or t.hidden_at is None), key=lambda task: task.created_at)
+    # The queue line too: paused or resumed meanwhile.
+    context = {"cards": cards, "removed": removed, **pulse, **queue_context(request)}
     return render(request, "generations/pulse_response.html", context)

@@ -16,15 +16,17 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
-from generations.services import limits, provenance, submitting
+from generations.services import blocklist, limits, provenance, submitting
 from generations.views.studio import render_new_card
 
 logger = logging.getLogger(__name__)
 
 
 def _get_task_for_user(request: HttpRequest, pk: int) -> Task:
-    """A task of the user's current team, or 404: another team's task does not exist for them."""
-    return get_object_or_404(Task.objects.for_cards(), pk=pk, team=request.team)
+    """A task of the user's current team, or 404: another team's task does not exist for them, nor a hidden one
+    for non-staff (whose images come without the hidden ones)."""
+    tasks = Task.objects.visible_to(request.user).for_cards(user=request.user)
+    return get_object_or_404(tasks, pk=pk, team=request.team)
 
 
 def _refused(
@@ -52,6 +54,8 @@ def task_image_actions(request: HttpRequest, pk: int) -> HttpResponse:
     image = next((i for i in task.images.all() if str(i.index) == index), None)
     if image is None or not task.images_ready:
         raise Http404("This task has no such image ready to act on.")
+    if image.is_hidden or task.is_hidden:  # only staff get this far: a hidden image is no parent, even for them
+        raise Http404("A moderator hid this image: it can't be used for new work.")
     kind = actions.GRID if task.is_grid else actions.UPSCALE
     context = {"task": task, "image": image, "kind": kind, "team": task.team}
     return render(request, "generations/image_actions.html", context)
@@ -79,6 +83,10 @@ def task_act(request: HttpRequest, pk: int) -> HttpResponse:
     except limits.SubmissionRefused as refused:
         menu = str(index) if index else None
         return _refused(request, parent, refused.message, index=menu, retry_after=refused.retry_after)
+    except submitting.ParentHidden as hidden:
+        return _refused(request, parent, hidden.message, index=str(index) if index else None)
+    except blocklist.PromptBlocked as blocked:  # a Reroll sends the prompt again
+        return _refused(request, parent, blocked.message)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": parent, "key_for": index or "reroll"})
@@ -102,6 +110,10 @@ def task_retry(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except limits.SubmissionRefused as refused:
         return _refused(request, failed, refused.message, retry_after=refused.retry_after)
+    except submitting.ParentHidden as hidden:
+        return _refused(request, failed, hidden.message)
+    except blocklist.PromptBlocked as blocked:
+        return _refused(request, failed, blocked.message)
     if not request.htmx:
         return redirect("generations:studio")
     return render_new_card(request, task, {"key_task": failed, "key_for": "retry"})
@@ -131,14 +143,17 @@ def _durations(task: Task) -> list[tuple[str, str]]:
 @require_GET
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     task = _get_task_for_user(request, pk)
-    lineage = provenance.lineage_tree(task=task)
+    lineage = provenance.lineage_tree(task=task, show_hidden=request.user.is_staff)
+    parent = task.parent if task.parent_id and task.parent.team_id == task.team_id else None
+    parent_hidden = parent is not None and parent.is_hidden and not request.user.is_staff
     context = {
         "task": task,
         "team": request.team,
         "images": list(task.images.all()),
         "lineage": lineage,
-        # A parent moved to another team is not shown (nor linked) here.
-        "parent": task.parent if task.parent_id and task.parent.team_id == task.team_id else None,
+        # A parent moved to another team is not shown (nor linked) here; a hidden one is named as such.
+        "parent": None if parent_hidden else parent,
+        "parent_hidden": parent_hidden,
         "durations": _durations(task),
         "reuse_query": urlencode(
             {"prompt": task.prompt.text, "mode": task.prompt.mode, "aspect_ratio": task.prompt.aspect_ratio}
@@ -153,7 +168,9 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     """Serve a mirrored image to members of its team only (files are never public)."""
     if variant not in ("thumb", "full"):
         raise Http404("No such image variant.")
-    image = get_object_or_404(Image.objects.select_related("task__prompt"), pk=pk, task__team=request.team)
+    # A hidden image, or one of a hidden task, answers 404 for non-staff, whatever the variant.
+    images = Image.objects.visible_to(request.user).select_related("task__prompt")
+    image = get_object_or_404(images, pk=pk, task__team=request.team)
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")

@@ -74,6 +74,7 @@ function openImageMenu(menu, opener) {
   menu.querySelector(".menu__index").textContent = index;
   menu.querySelector(".menu__download").href = `${figure.querySelector(".shot__link").href}?download=1`;
   menu.querySelector(".menu__collect").href = figure.querySelector(".shot__link").href.replace(/full\/$/, "collections/");
+  menu.querySelector(".menu__flag").href = figure.querySelector(".shot__link").href.replace(/full\/$/, "flag/");
   menu.querySelector(".menu__prompt").textContent = card.querySelector(".card__prompt").textContent;
   menu.dataset.card = card.id; // to give focus back, even to a card swapped meanwhile
   menu.dataset.index = index;

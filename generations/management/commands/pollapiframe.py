@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -28,6 +29,17 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Run one round and exit.")
 
     def handle(self, *args: object, interval: float, once: bool, **options: object) -> None:
+        # Stopped like the other processes (Ctrl-C, SIGINT from runstudio, SIGTERM from a supervisor): a round
+        # in progress rolls back, and the poller exits quietly, not with a traceback in the log.
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            self._run(interval=interval, once=once)
+        except KeyboardInterrupt:
+            logger.info("poller stopped")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _run(self, *, interval: float, once: bool) -> None:
         delay, last_sweep = interval, 0.0
         while True:
             try:

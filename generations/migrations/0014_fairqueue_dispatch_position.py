@@ -14,7 +14,7 @@ def waits_from_submissions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0010_moderation_review_roles_audit'),
+        ('generations', '0013_flagging_hidden_indexes_open_flags'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
