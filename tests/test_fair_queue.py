@@ -290,6 +290,16 @@ def test_it_refuses_a_member_with_403_and_changes_nothing(client, owner, bob, te
     assert "Pause queue" not in client.get("/").content.decode()
 
 
+def test_it_lets_staff_pause_the_team_they_work_in(client, bob, team):
+    bob.is_staff = True
+    bob.save()
+    client.force_login(bob)  # a plain member of the team, but staff
+    assert _pause(client, team).status_code == 302
+    team.refresh_from_db()
+    assert team.queue_paused_at is not None
+    assert AuditEntry.objects.get().actor == bob
+
+
 def test_it_answers_404_for_another_team_even_to_its_owner(client, owner, charlie, team):
     Membership.objects.filter(user=charlie).update(role=Membership.Role.OWNER)
     client.force_login(charlie)
