@@ -462,3 +462,20 @@ def test_median_waits_are_counted_in_one_group_by_and_exact_to_the_second(
     assert counts == {alice.pk: {1: 1, 2: 1, 3: 1, 5: 1, 18001: 1}, bob.pk: {7: 1}}
     assert median_waits(counts) == {alice.pk: timedelta(seconds=3), bob.pk: timedelta(seconds=7)}
     assert median_waits({alice.pk: {1: 1, 2: 1, 3: 1, 5: 1}}) == {alice.pk: timedelta(seconds=2.5)}
+
+
+@pytest.mark.django_db
+def test_hiding_a_waiting_task_withdraws_it_and_moves_the_line_up(settings, owner, django_capture_on_commit_callbacks):
+    from generations.services import moderation
+
+    settings.APIFRAME_CONCURRENCY = 1
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second, third = (imagine(owner, f"harbour {n}") for n in range(3))
+    assert positions() == {second.pk: 1, third.pk: 2}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        moderation.items_hide(actor=owner, items=Task.objects.filter(pk=second.pk), reason="off brief")
+    second.refresh_from_db()
+    assert (second.status, second.error, second.dispatched_at) == ("failed", moderation.WITHDRAWN, None)
+    assert positions() == {third.pk: 1}  # moved up into the withdrawn task's place
+    assert Task.objects.get(pk=first.pk).dispatched_at is not None  # the one already let go runs on
