@@ -105,6 +105,7 @@ def _task(team, prompt, user, action, at, rng, statuses):
         created_at=at,
         updated_at=at,
         deadline=at + timedelta(minutes=5),
+        dispatched_at=at + timedelta(seconds=rng.uniform(0, 120)),  # its wait in the fair queue (median waits)
     )
 
 

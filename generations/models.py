@@ -162,6 +162,12 @@ class Task(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # When the fair queue gave it one of the account's APIFRAME_CONCURRENCY slots (services/queue.py): its wait
+    # ends here, its deadline starts here. Still queued without it: waiting our turn, with `queue_position`.
+    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # 1 = next to be sent, among every team's waiting tasks; kept by the dispatcher, which bumps `updated_at`
+    # when it changes so that the card shows it live. None once sent, or while the team's queue is paused.
+    queue_position = models.PositiveIntegerField(null=True, blank=True, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField()
@@ -210,6 +216,9 @@ class Task(models.Model):
             # cannot match a partial index's `status IN (...)` against a bound `status IN (?, ...)`.
             models.Index(fields=("status", "last_heard_at"), name="task_status_heard"),
             models.Index(fields=("status", "deadline"), name="task_status_deadline"),
+            # The usage page's median wait per member (services/usage.py): a team's tasks of the last 30 days
+            # with when each left the queue, from the index alone.
+            models.Index(fields=("team", "created_at", "created_by", "dispatched_at"), name="task_team_waits"),
             # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
             models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
             # The moderation page's "Hidden" tab and the admin's "moderation: hidden" filter (few rows).
@@ -247,6 +256,11 @@ class Task(models.Model):
     @property
     def is_grid(self) -> bool:
         return self.action in self.GRID_ACTIONS
+
+    @property
+    def is_waiting(self) -> bool:
+        """Waiting its turn in the fair queue (services/queue.py): not given one of the account's slots yet."""
+        return self.status == self.Status.QUEUED and self.dispatched_at is None
 
     @property
     def images_ready(self) -> bool:

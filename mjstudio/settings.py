@@ -183,9 +183,12 @@ APIFRAME_IMAGE_HOSTS = env.list(
 )
 
 # --- Studio behaviour ------------------------------------------------------------------------------------
-# A task still unfinished this long after submission ends as "timed out" (the seed suggests an 80-120 s
-# wait per task; the rest is room for tasks queued behind the plan's concurrency limit).
+# A task still unfinished this long after it is sent (its turn in the fair queue: the wait before does not count)
+# ends as "timed out" (the seed suggests an 80-120 s wait per task; the rest is room for Apiframe's own queue).
 MJSTUDIO_TASK_TIMEOUT = env.float("MJSTUDIO_TASK_TIMEOUT", default=300.0)
+# Tasks of the whole Apiframe account upstream at once (the plan's concurrency): more wait on our side, in a queue
+# that takes the members in turn (services/queue.py). 0 = no limit: everything is sent at once.
+APIFRAME_CONCURRENCY = env.int("APIFRAME_CONCURRENCY", default=3)
 # The poller fetches an in-flight task only after this long without news: a long quiet period while webhooks
 # are arriving (polling is then only the safety net), a short one when none have come for a minute (webhooks
 # off, a laptop behind NAT, or a webhook URL that is silently broken): then polling does all the work.

@@ -390,6 +390,31 @@ def test_the_stuck_list_shows_overdue_timed_out_and_mirror_given_up_tasks_only(s
     assert "overdue since" in page and "timed out" in page and "mirror gave up (1 image)" in page
 
 
+def test_a_task_waiting_its_turn_in_the_fair_queue_is_not_stuck(staff, make_task):
+    make_task(status="queued", deadline=timezone.now() - timedelta(hours=1))  # waiting: its clock has not started
+    let_go = make_task(status="queued", dispatched_at=timezone.now(), deadline=timezone.now() - timedelta(minutes=1))
+
+    listed = staff.get("/admin/generations/stucktask/").context["cl"].result_list
+
+    assert [t.pk for t in listed] == [let_go.pk]
+
+
+def test_failing_a_task_that_held_a_slot_lets_the_next_in_line_go(
+    staff, make_task, settings, django_capture_on_commit_callbacks
+):
+    settings.APIFRAME_CONCURRENCY = 1
+    holding = make_task(status="queued", dispatched_at=timezone.now(), deadline=timezone.now() - timedelta(minutes=1))
+    next_in_line = make_task(status="queued", queue_position=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _act(staff, "stucktask", "fail_tasks", [holding.pk], confirm="yes", reason="the worker is down")
+
+    assert response.status_code == 302
+    assert Task.objects.get(pk=holding.pk).status == "failed"
+    next_in_line.refresh_from_db()
+    assert next_in_line.dispatched_at is not None and next_in_line.queue_position is None
+
+
 def _sandbox_tasks(sandbox, n: int) -> list[str]:
     ids = [sandbox.engine.create("imagine", {"prompt": f"a lighthouse number {i}"}) for i in range(n)]
     deadline = time.monotonic() + 30
@@ -416,7 +441,8 @@ def test_refresh_fetches_many_in_batches_of_twenty_and_applies_each(staff, make_
         task.refresh_from_db()
         assert (task.status, task.percentage, task.images.count()) == ("finished", 100, 4)
     assert Image.objects.filter(task__in=tasks, mirrored_at=None).count() == 0  # the mirror ran (at once here)
-    assert Task.objects.get(pk=never_sent.pk).status == "queued"
+    # Never sent: no id to ask about, so not asked (the fair queue sends it on, as the finished ones free slots).
+    assert not AuditEntry.objects.filter(act="task_refresh", target_id=never_sent.pk).exists()
     audit = AuditEntry.objects.filter(act="task_refresh")
     assert sorted(audit.values_list("target_id", flat=True)) == sorted(t.pk for t in tasks)
     assert {e.details["outcome"] for e in audit} == {"applied"}

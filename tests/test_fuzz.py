@@ -184,7 +184,7 @@ content_types = st.sampled_from(
 
 @dataclass(frozen=True)
 class Route:
-    path: str  # {task}, {image}, {variant}, {collection} are drawn
+    path: str  # {task}, {image}, {variant}, {collection}, {team} are drawn
     methods: tuple[str, ...]
     fields: dict[str, tuple[str, ...]]  # field names with values that get past validation; {team}, {key}, {since}
 
@@ -216,6 +216,8 @@ ROUTES = {
     "task_retry": Route("/tasks/{task}/retry/", ("POST",), {"idempotency_key": ("{key}",)}),
     "image_file": Route("/images/{image}/{variant}/", ("GET",), {"download": ("1", "0")}),
     "team_switch": Route("/team/", ("POST",), {"team": ("{team}",)}),
+    "queue_pause": Route("/team/{team}/queue/pause/", ("POST",), {}),
+    "queue_resume": Route("/team/{team}/queue/resume/", ("POST",), {}),
     "health": Route("/health/", ("GET",), {}),
     "login": Route(
         "/accounts/login/",
@@ -322,7 +324,11 @@ def _path(route: Route, world: World, draw: st.DataObject) -> str:
     variant = quote(draw.draw(st.one_of(st.sampled_from(["thumb", "full"]), odd)), safe="")
     tasks = list(world.task_ids.values())
     return route.path.format(
-        task=pk(tasks), image=pk(world.image_ids), variant=variant, collection=pk(world.collection_ids)
+        task=pk(tasks),
+        image=pk(world.image_ids),
+        variant=variant,
+        collection=pk(world.collection_ids),
+        team=pk(world.team_ids),
     )
 
 

@@ -526,7 +526,7 @@ def test_the_studio_asks_the_same_number_of_queries_for_5_or_24_cards(alice_clie
     many, body = _studio_queries(alice_client)
     assert body.count('<article id="task-') == STUDIO_PAGE_SIZE
     # session, user, team, teams, the composer's collections, cards, their images, two for "anything in flight?",
-    # the viewer's role (whether the images offer approve and reject)
+    # the viewer's role (whether the images offer approve and reject, and the queue's pause button)
     assert many == few <= 10
 
 

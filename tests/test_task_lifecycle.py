@@ -44,7 +44,14 @@ def no_quiet_period(settings):
 @pytest.mark.sandbox(task_seconds=0.3, faults={"webhook_drop": 1.0})
 def test_polling_alone_finishes_tasks_when_every_webhook_is_lost(studio_upstream, alice, team, no_quiet_period):
     tasks = [imagine(team, alice, text=f"a red kite over dunes {i}") for i in range(5)]
-    assert {t.status for t in Task.objects.all()} == {"pending"}  # submitted at once by the immediate queue
+    # Three sent at once by the immediate queue (APIFRAME_CONCURRENCY); two wait their turn, sent as slots free.
+    assert sorted(Task.objects.values_list("status", "queue_position")) == [
+        ("pending", None),
+        ("pending", None),
+        ("pending", None),
+        ("queued", 1),
+        ("queued", 2),
+    ]
     finished = poll_until_settled(*(t.pk for t in tasks))
     assert {t.status for t in finished} == {"finished"}
     for task in finished:
@@ -121,7 +128,7 @@ def test_a_submit_runs_once_even_if_the_job_runs_twice(studio_upstream, alice, t
 
 def test_overdue_tasks_time_out_with_a_reason(make_task):
     past = timezone.now() - timedelta(seconds=1)
-    never_sent = make_task(status="queued", deadline=past)
+    never_sent = make_task(status="queued", deadline=past, dispatched_at=past)  # let go, but no worker sent it
     silent = make_task(status="processing", upstream_id="up-1", deadline=past)
     on_time = make_task(status="processing", upstream_id="up-2")
     assert polling.tasks_expire_overdue() == 2

@@ -49,7 +49,7 @@ def test_it_stores_the_grid_and_queues_the_mirror(post, payload, task, django_ca
     assert task.finished_at is not None
     urls = list(task.images.order_by("index").values_list("index", "source_url"))
     assert urls == [(i, f"https://cdn.apiframe.pro/images/8a6e2a3b-{i}.png") for i in range(1, 5)]
-    assert len(callbacks) == 1  # the mirror job
+    assert len(callbacks) == 2  # the fair queue's dispatch (a slot is free) and the mirror job
 
 
 def test_it_stores_a_finished_upscale_as_one_image(post, payload, make_task):

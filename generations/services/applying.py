@@ -16,7 +16,7 @@ from django.utils import timezone
 from generations import actions
 from generations.apiframe import InvalidPayload, TaskState
 from generations.models import Image, Task, WebhookDelivery
-from generations.services import mirroring
+from generations.services import mirroring, queue
 from generations.services.collections import collection_add_task_images
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
         if _task_move_forward(task_id=task.pk, status=status, changes=changes, now=now):
             outcome = WebhookDelivery.Outcome.APPLIED
             task.status = status
+            if status in (Task.Status.FINISHED, Task.Status.FAILED):
+                queue.queue_dispatch_after_commit()  # a slot is free: the next task in line goes
             if urls:
                 Image.objects.bulk_create(
                     [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from generations.models import AuditEntry, Flag, Image, Task, Team
+from generations.services import queue
 from generations.services.audit import audit_record
 
 REASON_MAX_LENGTH = 300
@@ -123,18 +124,30 @@ def _apply(
 
 
 def items_hide(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> int:
-    """Hide images or tasks: gone for everyone but staff, their files included. Resolves their open flags."""
+    """Hide images or tasks: gone for everyone but staff, their files included. Resolves their open flags.
+    A hidden task still waiting in the fair queue is withdrawn (failed, never sent, never charged)."""
     reason, now = _clean_reason(reason), timezone.now()
     changes = {"hidden_at": now, "hidden_by": actor, "hidden_reason": reason, "flagged_at": None}
-    return _apply(
-        actor=actor,
-        items=items,
-        act=AuditEntry.Act.HIDE,
-        reason=reason,
-        now=now,
-        only={"hidden_at": None},
-        changes=changes,
-    )
+    with transaction.atomic():
+        changed = _apply(
+            actor=actor,
+            items=items,
+            act=AuditEntry.Act.HIDE,
+            reason=reason,
+            now=now,
+            only={"hidden_at": None},
+            changes=changes,
+        )
+        if changed and items.model is Task:
+            withdrawn = queue.waiting().filter(pk__in=items.values("pk"), hidden_at__isnull=False)
+            if withdrawn.update_visibly(
+                at=now, status=Task.Status.FAILED, error=WITHDRAWN, finished_at=now, queue_position=None
+            ):
+                queue.queue_dispatch_after_commit()  # the line behind it moves up
+    return changed
+
+
+WITHDRAWN = "Hidden by a moderator before it was sent: nothing was sent to Apiframe or charged."
 
 
 def items_restore(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> int:

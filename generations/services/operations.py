@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from generations.apiframe import FETCH_MANY_MAX, ApiframeClient, InvalidPayload, TaskState
 from generations.models import AuditEntry, Image, Task, WebhookDelivery
-from generations.services import mirroring
+from generations.services import mirroring, queue
 from generations.services.applying import task_apply_state
 from generations.services.audit import audit_record
 from generations.services.moderation import ModerationError
@@ -36,10 +36,10 @@ def tasks_stuck(*, tasks: QuerySet[Task] | None = None, now: datetime | None = N
     still finish them), and tasks with an image whose mirror gave up."""
     now = now or timezone.now()
     gave_up = Image.objects.filter(mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS)
+    # A task waiting its turn in the fair queue has no deadline yet (its clock starts when it is let go).
+    overdue = Q(status__in=Task.IN_FLIGHT, deadline__lt=now) & ~Q(status=Task.Status.QUEUED, dispatched_at=None)
     return (Task.objects.all() if tasks is None else tasks).filter(
-        Q(status__in=Task.IN_FLIGHT, deadline__lt=now)
-        | Q(status=Task.Status.TIMED_OUT)
-        | Q(pk__in=gave_up.values("task_id"))
+        overdue | Q(status=Task.Status.TIMED_OUT) | Q(pk__in=gave_up.values("task_id"))
     )
 
 
@@ -114,7 +114,8 @@ def images_mirror_retry(*, actor: AbstractBaseUser, tasks: QuerySet[Task]) -> in
 
 def tasks_fail(*, actor: AbstractBaseUser, tasks: QuerySet[Task], reason: str) -> int:
     """End these tasks as failed, with the reason as the error their cards show. A finished or failed task is
-    left as it is (monotonic). Returns how many were failed."""
+    left as it is (monotonic). One waiting in the fair queue leaves it, and the slots it held or waited for go
+    to the next in line. Returns how many were failed."""
     reason = reason_clean(reason)
     failed = 0
     fields = ("pk", "team_id", "status", "action", "option", "parent_index")  # what the audit row reads
@@ -123,7 +124,7 @@ def tasks_fail(*, actor: AbstractBaseUser, tasks: QuerySet[Task], reason: str) -
             now = timezone.now()
             # Conditional: Apiframe's answer may have finished it since it was listed.
             changed = Task.objects.filter(pk=task.pk, status__in=FAILABLE).update_visibly(
-                at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now
+                at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now, queue_position=None
             )
             if not changed:
                 continue
@@ -136,6 +137,8 @@ def tasks_fail(*, actor: AbstractBaseUser, tasks: QuerySet[Task], reason: str) -
                 was=task.status,
             )
         failed += 1
+    if failed:
+        queue.queue_dispatch_after_commit()  # the line moves up
     return failed
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from generations.apiframe import ApiframeClient
 from generations.models import Image, Task, WebhookDelivery
-from generations.services import mirroring
+from generations.services import mirroring, queue
 from generations.services.applying import task_apply_state
 from generations.services.upstream import apiframe_client
 
@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 
 def tasks_expire_overdue(*, now: datetime | None = None) -> int:
-    """End every task past its deadline as timed out, with the reason the user will read."""
+    """End every task past its deadline as timed out, with the reason the user will read. A task still waiting its
+    turn in the fair queue has no deadline yet: its clock starts when it is let go (services/queue.py)."""
     now = now or timezone.now()
-    overdue = Task.objects.in_flight().filter(deadline__lt=now)
+    overdue = Task.objects.in_flight().filter(deadline__lt=now).exclude(status=Task.Status.QUEUED, dispatched_at=None)
     reasons = [
         (
             Q(status=Task.Status.QUEUED) & ~Q(error=""),  # Apiframe kept saying it was busy
@@ -30,7 +31,7 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
         ),
         (
             Q(status=Task.Status.QUEUED),
-            "Never reached Apiframe before the deadline (the queue or the worker is down). Retry to send it.",
+            "Never reached Apiframe before the deadline (the worker is down). Retry to send it.",
         ),
         (
             Q(apiframe_task_id=None),  # a worker was still sending it, or died doing so
@@ -44,6 +45,8 @@ def tasks_expire_overdue(*, now: datetime | None = None) -> int:
         expired += overdue.filter(which).update_visibly(
             at=now, status=Task.Status.TIMED_OUT, error=error, finished_at=now
         )
+    if expired:
+        queue.queue_dispatch_after_commit()  # their slots are free
     return expired
 
 

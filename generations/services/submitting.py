@@ -16,7 +16,7 @@ from django.utils import timezone
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
 from generations.models import Collection, Image, Prompt, Task, Team
-from generations.services import blocklist, limits
+from generations.services import blocklist, limits, queue
 from generations.services.applying import webhooks_apply_early
 from generations.services.upstream import apiframe_client, webhook_kwargs
 from generations.text import normalize_for_search
@@ -68,7 +68,8 @@ def _task_create(
     prompt_text: str,
     **fields: object,
 ) -> tuple[Task, bool]:
-    """Save a task and queue its upstream call; a repeated idempotency key returns the first task instead.
+    """Save a task and put it in the fair queue (services/queue.py), which sends it when its turn comes; a repeated
+    idempotency key returns the first task instead.
 
     A key counts within one team and on one parent (the constraints on Task say the same): reused on another
     parent, or after switching teams, it makes a new task, never answers with a different one.
@@ -103,7 +104,7 @@ def _task_create(
             if task.root_id is None:
                 Task.objects.filter(pk=task.pk).update(root=task)
                 task.root = task
-            transaction.on_commit(lambda: jobs.submit_task.enqueue(task.pk))
+            queue.queue_dispatch_after_commit()  # its turn may be now; either way its card shows its place
     except IntegrityError:
         # Two requests with one key raced past the lookup above: the first one's task stands.
         existing = same_request.first()
@@ -202,11 +203,11 @@ def _send_upstream(client: ApiframeClient, task: Task) -> str:
 
 
 def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
-    """Send a queued task to Apiframe once. Called by the `submit_task` job."""
+    """Send a queued task to Apiframe once, when the fair queue has given it a slot. Called by the `submit_task` job."""
     now = timezone.now()
-    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update_visibly(
-        at=now, status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1
-    )
+    # Only a task the dispatcher let go: a job left from before the queue, or queued twice, sends nothing.
+    mine = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED, dispatched_at__isnull=False)
+    claimed = mine.update_visibly(at=now, status=Task.Status.SUBMITTING, submit_attempts=F("submit_attempts") + 1)
     if claimed != 1:
         return  # already sent, timed out, or taken by another worker
     task = Task.objects.select_related("prompt", "parent", "created_by").get(pk=task_id)
@@ -220,7 +221,7 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
             _submit_failed(task_id, exc)
             return
         # Surely not created (a full queue, a 503, no connection): try again until the task's deadline,
-        # never sooner than Apiframe asked.
+        # never sooner than Apiframe asked. It keeps its slot meanwhile: sending another would meet the same answer.
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         delay = max(retry_after or 0, min(2 ** min(task.submit_attempts, 6), 60))
         busy = f"Apiframe is busy ({exc.message or exc.__class__.__name__}); trying again in {delay:.0f} s."
@@ -252,9 +253,10 @@ def _blocked_at_send(task: Task) -> bool:
         )
     except blocklist.PromptBlocked as blocked:
         now = timezone.now()
-        Task.objects.filter(pk=task.pk, status=Task.Status.SUBMITTING).update_visibly(
+        if Task.objects.filter(pk=task.pk, status=Task.Status.SUBMITTING).update_visibly(
             at=now, status=Task.Status.FAILED, error=blocked.message[:500], finished_at=now
-        )
+        ):
+            queue.queue_dispatch_after_commit()  # its slot is free
         return True
     return False
 
@@ -267,6 +269,7 @@ def _submit_failed(task_id: int, exc: ApiframeError) -> None:
     else:
         reason = f"{UPSTREAM_REFUSED}: {exc.message}" if exc.message else f"{UPSTREAM_REFUSED}."
     now = timezone.now()
-    Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
+    if Task.objects.filter(pk=task_id, status=Task.Status.SUBMITTING).update_visibly(
         at=now, status=Task.Status.FAILED, error=reason[:500], finished_at=now
-    )
+    ):
+        queue.queue_dispatch_after_commit()  # its slot is free

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, Max, Q, Sum, Value, When
+from django.db.models import Case, Count, F, Func, IntegerField, Max, Q, Sum, Value, When
 from django.utils import timezone
 
 from generations.apiframe import ApiframeClient, ApiframeError, AuthenticationFailed
@@ -82,6 +82,8 @@ class TeamUsage:
     action_totals: dict[str, Counts]
     total: Counts
     lineages: list[Lineage]
+    # Each member's median wait in the fair queue (created -> given a slot), over the tasks that left it.
+    median_waits: dict[int, timedelta] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,14 @@ class _Tally:
     total: Counts = field(default_factory=Counts)
     # The most expensive lineages, root pk -> (tasks, credits): of these days alone, best first.
     top: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Waits in the fair queue: member -> {whole seconds: tasks}.
+    waits: dict[int, dict[int, int]] = field(default_factory=dict)
+
+    def add_waits(self, tasks: TaskQuerySet) -> None:
+        for member, by_seconds in wait_counts(tasks=tasks).items():
+            mine = self.waits.setdefault(member, {})
+            for seconds, count in by_seconds.items():
+                mine[seconds] = mine.get(seconds, 0) + count
 
     def add_rows(self, tasks: TaskQuerySet, calendar: list[date], midnights: list[datetime], first: int) -> None:
         """Count `tasks` (created from day `first` on) per day, member and action: one GROUP BY."""
@@ -170,29 +180,31 @@ def _settled_tally(*, team: Team, calendar: list[date], midnights: list[datetime
     """The settled days' counts and top lineages: from the cache, or two queries once an hour."""
     if not settled:
         return _Tally()
-    key = f"usage:settled:{team.pk}:{settings.TIME_ZONE}:{calendar[0]}:{settled}"
+    key = f"usage:settled:v2:{team.pk}:{settings.TIME_ZONE}:{calendar[0]}:{settled}"
     tally = cache.get(key)
     if not isinstance(tally, _Tally):
         tally = _Tally()
         tasks = Task.objects.filter(team=team, created_at__gte=midnights[0], created_at__lt=midnights[settled])
         tally.add_rows(tasks, calendar, midnights[: settled + 1], 0)
         tally.top = _top_lineages(tasks)
+        tally.add_waits(tasks)
         cache.set(key, tally, SETTLED_CACHE_SECONDS)
     return tally
 
 
 def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAGE_DAYS) -> TeamUsage:
-    """The team's tasks and credits over the last `days` days (today included), in five queries (seven when the
-    settled days are not in the cache)."""
+    """The team's tasks and credits over the last `days` days (today included), and each member's median wait in the
+    fair queue, in six queries (eight when the settled days are not in the cache)."""
     now = now or timezone.now()
     calendar, midnights = usage_days(now=now, days=days)
     settled = _settled_days(midnights, now)
     tally = _settled_tally(team=team, calendar=calendar, midnights=midnights, settled=settled)
 
-    # 1. The days still changing (yesterday, today), counted per (day, member, action) on every view.
+    # 1. The days still changing (yesterday, today), counted per (day, member, action) on every view; and their waits.
     # (One range per filter: SQLite plans `a >= x AND a >= y` far worse than one bound.)
     recent = Task.objects.filter(team=team, created_at__gte=midnights[settled], created_at__lt=midnights[-1])
     tally.add_rows(recent, calendar, midnights, settled)
+    tally.add_waits(recent)
 
     # 2, 3. The most expensive lineages. Those with tasks in the recent days are summed over the whole window; the
     # others cost what they did in the settled days. The ten best of the two lists are the ten best overall: a
@@ -223,6 +235,7 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
     members.sort(key=lambda m: not m.is_member)  # former members last (the sort is stable)
 
     return TeamUsage(
+        median_waits=median_waits(tally.waits),  # is the fair queue fair?
         days=calendar,
         members=members,
         by_member=tally.by_member,
@@ -232,6 +245,64 @@ def usage_summarize(*, team: Team, now: datetime | None = None, days: int = USAG
         total=tally.total,
         lineages=lineages,
     )
+
+
+class WaitSeconds(Func):
+    """Whole seconds from created to let go by the fair queue, in the database's own date functions (on SQLite,
+    Django's datetime subtraction would be a Python call for every row)."""
+
+    output_field = IntegerField()
+    template = "CAST(ROUND(EXTRACT(EPOCH FROM (%(expressions)s))) AS integer)"
+    arg_joiner = " - "
+
+    def __init__(self) -> None:
+        super().__init__(F("dispatched_at"), F("created_at"))
+
+    def as_sqlite(self, compiler: object, connection: object, **extra: object) -> tuple[str, list]:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="CAST(ROUND((julianday(%(expressions)s)) * 86400) AS integer)",
+            arg_joiner=") - julianday(",
+            **extra,
+        )
+
+
+def wait_counts(*, tasks: TaskQuerySet) -> dict[int, dict[int, int]]:
+    """How many of `tasks` waited how many whole seconds in the fair queue, per member: one GROUP BY, read from the
+    index task_team_waits. Counts add up across days (unlike medians), so settled days are cached as counts."""
+    rows = (
+        tasks.filter(dispatched_at__isnull=False)
+        .annotate(waited=WaitSeconds())
+        .values_list("created_by_id", "waited")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    counts: dict[int, dict[int, int]] = {}
+    for member, waited, count in rows:
+        member_counts = counts.setdefault(member, {})
+        member_counts[waited] = member_counts.get(waited, 0) + count
+    return counts
+
+
+def median_waits(counts: dict[int, dict[int, int]]) -> dict[int, timedelta]:
+    """Each member's median wait, to the second, from their counts of waits."""
+
+    def nth(by_seconds: dict[int, int], rank: int) -> int:
+        seen = 0
+        for seconds in sorted(by_seconds):
+            seen += by_seconds[seconds]
+            if seen >= rank:
+                return seconds
+        raise ValueError(rank)
+
+    medians = {}
+    for member, by_seconds in counts.items():
+        total = sum(by_seconds.values())
+        # The middle wait, or the two middle ones averaged.
+        middle = nth(by_seconds, (total + 1) // 2) + nth(by_seconds, (total + 2) // 2)
+        medians[member] = timedelta(seconds=middle / 2)
+    return medians
 
 
 def account_credits_check(*, client: ApiframeClient | None = None) -> AccountCredits:

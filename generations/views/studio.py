@@ -17,6 +17,7 @@ from generations import params
 from generations.forms import ImagineForm
 from generations.models import Image, Prompt, Task, Team
 from generations.services import blocklist, limits, submitting
+from generations.views.queue import queue_context
 
 STUDIO_PAGE_SIZE = 24
 # While anything is in flight the page asks for changes this often; otherwise only now and then,
@@ -59,6 +60,7 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
         "pulse_cursor": cursor.isoformat(),
         "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
         "mine_only": mine_only,
+        "queue_paused": team.queue_paused_at is not None,  # waiting cards say so instead of their place in line
     }
 
 
@@ -72,6 +74,7 @@ def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object)
         "page_size": STUDIO_PAGE_SIZE,
         "form": form,
         **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
+        **queue_context(request),
         **extra,
     }
 
@@ -195,5 +198,6 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
     removed = [task.pk for task in batch if task.hidden_at is not None and not staff]
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
     cards = sorted((t for t in batch if staff or t.hidden_at is None), key=lambda task: task.created_at)
-    context = {"cards": cards, "removed": removed, **pulse}
+    # The queue line too: paused or resumed meanwhile.
+    context = {"cards": cards, "removed": removed, **pulse, **queue_context(request)}
     return render(request, "generations/pulse_response.html", context)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -55,6 +57,20 @@ def _charts(summary: usage_service.TeamUsage, metric: str) -> tuple[charts.Stack
     return by_member, by_action
 
 
+def wait_words(wait: timedelta | None) -> str:
+    """A wait as read at a glance: "under a second", "42 s", "3 min 5 s", "2 h 10 min"; a dash for none."""
+    if wait is None:
+        return "–"
+    seconds = round(wait.total_seconds())
+    if seconds < 1:
+        return "under a second"
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds % 60 else f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 @require_GET
 def usage(request: HttpRequest) -> HttpResponse:
     team = request.team
@@ -72,8 +88,12 @@ def usage(request: HttpRequest) -> HttpResponse:
         "time_zone": settings.TIME_ZONE,
         "member_chart": by_member,
         "action_chart": by_action,
-        "member_rows": [(m, summary.member_totals.get(m.pk, empty)) for m in summary.members],
+        "member_rows": [
+            (m, summary.member_totals.get(m.pk, empty), wait_words(summary.median_waits.get(m.pk)))
+            for m in summary.members
+        ],
         "action_rows": [(a.label, summary.action_totals[a]) for a in Task.Action if a in summary.action_totals],
         "account": usage_service.account_credits_check(),
+        "concurrency": settings.APIFRAME_CONCURRENCY,
     }
     return render(request, "generations/usage.html", context)

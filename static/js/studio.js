@@ -20,7 +20,8 @@ document.addEventListener("htmx:oobErrorNoTarget", (event) => {
 document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const incoming = event.detail.fragment.firstElementChild;
   const current = event.detail.target;
-  if (incoming?.classList.contains("card") && incoming.dataset.version === current.dataset.version) {
+  const versioned = incoming?.classList.contains("card") || incoming?.id === "queue-state"; // the queue's line too
+  if (versioned && incoming.dataset.version === current.dataset.version) {
     event.detail.shouldSwap = false;
   }
 });

@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 
 from generations.apiframe import ApiframeError, RateLimited
-from generations.services import housekeeping, polling
+from generations.services import housekeeping, polling, queue
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +18,9 @@ MAX_BACKOFF_SECONDS = 60.0
 class Command(BaseCommand):
     help = (
         "The safety net beside webhooks: fetch quiet in-flight tasks through fetch-many, time out overdue "
-        "ones, and queue again image mirrors that a dead worker or a CDN error left behind. Now and then also "
-        "marks failed the jobs a killed worker left running, sweeps stored files no image names (hourly) and "
+        "ones, let the fair queue's next tasks go, and queue again image mirrors that a dead worker or a CDN "
+        "error left behind. Now and then also marks failed the jobs a killed worker left running, sweeps "
+        "stored files no image names (hourly) and "
         "prunes old webhook deliveries and job rows (daily)."
     )
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
                     polling.images_requeue_unmirrored()
                     housekeeping.chores_run_due()
                 polling.tasks_expire_overdue()
+                queue.queue_dispatch()  # a lost wake-up (a dispatch that failed) waits a round at most
                 polling.tasks_poll()
                 delay = interval
             except RateLimited as exc:
