@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/task_page.py
 	$(PY) bench/export_memory.py
 	$(PY) bench/blocklist.py
+	$(PY) bench/admin_lists.py
 
 clean:
 	rm -rf $(VENV) media staticfiles test-artifacts db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -221,7 +221,7 @@ class Task(models.Model):
             models.Index(fields=("team", "created_at", "created_by", "dispatched_at"), name="task_team_waits"),
             # The review queue: flagged tasks, oldest flag first (a partial index: few rows, never bound params).
             models.Index(fields=("flagged_at",), name="task_flagged", condition=Q(flagged_at__isnull=False)),
-            # The moderation page's "Hidden" tab: hidden tasks, last hidden first (few rows, a partial index).
+            # The moderation page's "Hidden" tab and the admin's "moderation: hidden" filter (few rows).
             models.Index(fields=("hidden_at",), name="task_hidden", condition=Q(hidden_at__isnull=False)),
         ]
         constraints = [
@@ -354,9 +354,9 @@ class Image(models.Model):
             ),
             # The review queue: flagged images, oldest flag first.
             models.Index(fields=("flagged_at",), name="image_flagged", condition=Q(flagged_at__isnull=False)),
-            # The moderation page's "Hidden" tab: hidden images, last hidden first.
+            # The moderation page's "Hidden" tab and the admin's "moderation: hidden" filter (few rows).
             models.Index(fields=("hidden_at",), name="image_hidden", condition=Q(hidden_at__isnull=False)),
-            # The library's review filter: a team's images in one state (library/queries.py, _select_review).
+            # The library's review filter (library/queries.py, _select_review) and the admin's.
             models.Index(fields=("review_state", "task"), name="image_review_state"),
         ]
 
@@ -614,3 +614,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name or 'system'}: {self.get_act_display()} {self.target_repr}".strip()
+
+
+class StuckTask(Task):
+    """Tasks that need a hand (services/operations.tasks_stuck): the admin's stuck-work list, with its actions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "stuck task"

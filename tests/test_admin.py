@@ -17,7 +17,7 @@ def staff_client(client, db):
 
 @pytest.mark.parametrize(
     "url",
-    ["team", "task", "prompt", "webhookdelivery", "team/add"],
+    ["team", "task", "prompt", "webhookdelivery", "team/add", "image", "flag", "auditentry", "stucktask"],
 )
 def test_admin_pages_open(staff_client, make_task, url):
     make_task(status="finished")
@@ -45,3 +45,11 @@ def test_staff_add_a_user_to_a_team(staff_client, team, charlie):
 
 def test_the_admin_is_for_staff_only(alice_client):
     assert alice_client.get("/admin/generations/task/").status_code == 302
+
+
+def test_a_team_owner_is_not_staff_either(alice_client, alice):
+    Membership.objects.filter(user=alice).update(role=Membership.Role.OWNER)
+    for url in ("/admin/", "/admin/generations/auditentry/", "/admin/generations/stucktask/"):
+        response = alice_client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")

@@ -168,9 +168,10 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     """Serve a mirrored image to members of its team only (files are never public)."""
     if variant not in ("thumb", "full"):
         raise Http404("No such image variant.")
-    # A hidden image, or one of a hidden task, answers 404 for non-staff, whatever the variant.
+    # A hidden image, or one of a hidden task, answers 404 for non-staff, whatever the variant. Staff see any
+    # team's images (the admin's thumbnails, hidden ones included); everyone else only their current team's.
     images = Image.objects.visible_to(request.user).select_related("task__prompt")
-    image = get_object_or_404(images, pk=pk, task__team=request.team)
+    image = get_object_or_404(images if request.user.is_staff else images.filter(task__team=request.team), pk=pk)
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
