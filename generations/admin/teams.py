@@ -19,19 +19,6 @@ from generations.services.audit import audit_record
 # --- Teams ----------------------------------------------------------------------------------------------------
 
 
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    extra = 1
-    autocomplete_fields = ("user",)
-
-
-@admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at")
-    search_fields = ("name",)
-    inlines = (MembershipInline,)
-
-
 class OwnedMembershipFormSet(BaseInlineFormSet):
     """A team that has an owner keeps one: demoting or removing the last is refused with the site's message."""
 
@@ -43,21 +30,24 @@ class OwnedMembershipFormSet(BaseInlineFormSet):
             raise forms.ValidationError(members.LAST_OWNER)
 
 
-class AuditedMembershipInline(MembershipInline):
+class MembershipInline(admin.TabularInline):
+    model = Membership
     formset = OwnedMembershipFormSet
+    extra = 1
+    autocomplete_fields = ("user",)
 
 
-class AuditedTeamAdmin(TeamAdmin):
-    """The Team admin, its members inline: adding, removing and changing a role are audited like on the site."""
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams, their members inline: adding, removing and changing a role are audited like on the site."""
 
-    inlines = (AuditedMembershipInline,)
+    list_display = ("name", "created_at")
+    search_fields = ("name",)
+    inlines = (MembershipInline,)
 
     def save_formset(
         self, request: HttpRequest, form: forms.ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
-        if formset.model is not Membership:
-            super().save_formset(request, form, formset, change)
-            return
         roles_before = {f.instance.pk: f.initial.get("role") for f in formset.initial_forms}
         team, actor = form.instance, request.user
         with transaction.atomic():
@@ -95,10 +85,6 @@ class AuditedTeamAdmin(TeamAdmin):
                         after=membership.role,
                     )
             formset.save_m2m()
-
-
-admin.site.unregister(Team)
-admin.site.register(Team, AuditedTeamAdmin)
 
 
 # --- Memberships ----------------------------------------------------------------------------------------------
