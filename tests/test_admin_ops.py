@@ -184,7 +184,7 @@ def test_the_task_list_filters_and_searches(staff, make_task, ada, query):
 
 
 def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypatch):
-    from generations.admin import CappedPaginator
+    from generations.admin.base import CappedPaginator
 
     monkeypatch.setattr(CappedPaginator, "COUNT_CAP", 3)
     for _ in range(5):
@@ -199,7 +199,7 @@ def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypa
 
 @pytest.mark.parametrize("common_from", [500, 1])  # rare words through the index; common ones walk the newest
 def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task, alice, monkeypatch, common_from):
-    monkeypatch.setattr("generations.admin.COMMON_WORDS", common_from)
+    monkeypatch.setattr("generations.admin.base.COMMON_WORDS", common_from)
     wanted = make_task(upstream_id="af-7f3c")
     other = make_task(upstream_id="af-0000")
     Prompt.objects.filter(pk=other.prompt_id).update(text="Cà phê sữa đá", search_text="ca phe sua da")
