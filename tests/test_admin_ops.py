@@ -604,8 +604,20 @@ def test_replay_applies_a_delivery_once_and_audits_each_replay(staff, make_task,
     assert WebhookDelivery.objects.count() == 1  # a replay is no new delivery
     outcomes = [e.details["outcome"] for e in AuditEntry.objects.filter(act="webhook_replay").order_by("pk")]
     assert outcomes == ["applied", "stale"]
-    listed = staff.get("/admin/generations/webhookdelivery/").context["cl"].result_list
-    assert [d.replay_count for d in listed] == [2]
+    listed = staff.get("/admin/generations/webhookdelivery/")
+    assert [d.replay_count for d in listed.context["cl"].result_list] == [2]
+    said = [str(m) for m in listed.context["messages"]]
+    assert any(m.startswith("Replayed 1 delivery:") for m in said), said
+
+
+def test_the_admin_counts_nouns_in_english():
+    from generations.admin.base import plural
+
+    assert [plural(1, "task"), plural(3, "task"), plural(2, "delivery", "deliveries")] == [
+        "1 task",
+        "3 tasks",
+        "2 deliveries",
+    ]
 
 
 def test_a_delivery_without_a_task_object_cannot_be_replayed(staff, db):

@@ -168,5 +168,6 @@ def with_reason(
     return TemplateResponse(request, "admin/generations/confirm_reason.html", context, status=status)
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def plural(n: int, noun: str, many: str = "") -> str:
+    """ "1 task", "3 tasks"; `many` for nouns that do not just take an s ("deliveries")."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"

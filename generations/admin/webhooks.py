@@ -26,7 +26,8 @@ def replay_deliveries(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
     if outcomes:
         labels = dict(WebhookDelivery.Outcome.choices)
         said = ", ".join(f"{n} {labels[o].lower()}" for o, n in sorted(outcomes.items()))
-        modeladmin.message_user(request, f"Replayed {plural(sum(outcomes.values()), 'delivery')}: {said}.")
+        replayed = plural(sum(outcomes.values()), "delivery", "deliveries")
+        modeladmin.message_user(request, f"Replayed {replayed}: {said}.")
 
 
 @admin.register(WebhookDelivery)
