@@ -168,16 +168,6 @@ class MembershipAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
-        with transaction.atomic():
-            before = Membership.objects.select_for_update().get(pk=obj.pk).role
-            super().save_model(request, obj, form, change)
-            if obj.role != before:
-                audit_record(
-                    actor=request.user,
-                    act=AuditEntry.Act.ROLE_CHANGE,
-                    team=obj.team_id,
-                    target=obj,
-                    user=obj.user.get_username(),
-                    before=before,
-                    after=obj.role,
-                )
+        # The site's own service: the same last-owner rule and the same audit row (the form checked the rule).
+        saved = Membership.objects.select_related("user").get(pk=obj.pk)
+        members.member_role_change(actor=request.user, membership=saved, role=obj.role)
