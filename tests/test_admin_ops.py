@@ -184,7 +184,7 @@ def test_the_task_list_filters_and_searches(staff, make_task, ada, query):
 
 
 def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypatch):
-    from generations.admin import CappedPaginator
+    from generations.admin.base import CappedPaginator
 
     monkeypatch.setattr(CappedPaginator, "COUNT_CAP", 3)
     for _ in range(5):
@@ -199,7 +199,7 @@ def test_a_list_stops_counting_at_the_cap_and_says_so(staff, make_task, monkeypa
 
 @pytest.mark.parametrize("common_from", [500, 1])  # rare words through the index; common ones walk the newest
 def test_it_finds_a_task_by_its_apiframe_id_or_its_prompt_words(staff, make_task, alice, monkeypatch, common_from):
-    monkeypatch.setattr("generations.admin.COMMON_WORDS", common_from)
+    monkeypatch.setattr("generations.admin.base.COMMON_WORDS", common_from)
     wanted = make_task(upstream_id="af-7f3c")
     other = make_task(upstream_id="af-0000")
     Prompt.objects.filter(pk=other.prompt_id).update(text="Cà phê sữa đá", search_text="ca phe sua da")
@@ -604,8 +604,20 @@ def test_replay_applies_a_delivery_once_and_audits_each_replay(staff, make_task,
     assert WebhookDelivery.objects.count() == 1  # a replay is no new delivery
     outcomes = [e.details["outcome"] for e in AuditEntry.objects.filter(act="webhook_replay").order_by("pk")]
     assert outcomes == ["applied", "stale"]
-    listed = staff.get("/admin/generations/webhookdelivery/").context["cl"].result_list
-    assert [d.replay_count for d in listed] == [2]
+    listed = staff.get("/admin/generations/webhookdelivery/")
+    assert [d.replay_count for d in listed.context["cl"].result_list] == [2]
+    said = [str(m) for m in listed.context["messages"]]
+    assert any(m.startswith("Replayed 1 delivery:") for m in said), said
+
+
+def test_the_admin_counts_nouns_in_english():
+    from generations.admin.base import plural
+
+    assert [plural(1, "task"), plural(3, "task"), plural(2, "delivery", "deliveries")] == [
+        "1 task",
+        "3 tasks",
+        "2 deliveries",
+    ]
 
 
 def test_a_delivery_without_a_task_object_cannot_be_replayed(staff, db):

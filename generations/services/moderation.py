@@ -37,7 +37,8 @@ def _task_ids(items: list[Image | Task]) -> set[int]:
     return {item.task_id if isinstance(item, Image) else item.pk for item in items}
 
 
-def _clean_reason(reason: str) -> str:
+def reason_clean(reason: str) -> str:
+    """The reason stripped, or ModerationError if it is missing or too long: the rule for every audited reason."""
     reason = (reason or "").strip()
     if not reason:
         raise ModerationError("Give a reason: it is kept in the audit trail.")
@@ -126,7 +127,7 @@ def _apply(
 def items_hide(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> int:
     """Hide images or tasks: gone for everyone but staff, their files included. Resolves their open flags.
     A hidden task still waiting in the fair queue is withdrawn (failed, never sent, never charged)."""
-    reason, now = _clean_reason(reason), timezone.now()
+    reason, now = reason_clean(reason), timezone.now()
     changes = {"hidden_at": now, "hidden_by": actor, "hidden_reason": reason, "flagged_at": None}
     with transaction.atomic():
         changed = _apply(
@@ -152,7 +153,7 @@ WITHDRAWN = "Hidden by a moderator before it was sent: nothing was sent to Apifr
 
 def items_restore(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> int:
     """Bring hidden images or tasks back."""
-    reason, now = _clean_reason(reason), timezone.now()
+    reason, now = reason_clean(reason), timezone.now()
     return _apply(
         actor=actor,
         items=items,
@@ -166,7 +167,7 @@ def items_restore(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> i
 
 def flags_clear(*, actor: AbstractBaseUser, items: QuerySet, reason: str) -> int:
     """Dismiss the open flags of images or tasks: they leave the review queue and stay visible."""
-    reason, now = _clean_reason(reason), timezone.now()
+    reason, now = reason_clean(reason), timezone.now()
     return _apply(
         actor=actor,
         items=items,

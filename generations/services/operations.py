@@ -17,8 +17,7 @@ from generations.models import AuditEntry, Image, Task, WebhookDelivery
 from generations.services import mirroring, queue
 from generations.services.applying import task_apply_state
 from generations.services.audit import audit_record
-from generations.services.moderation import ModerationError
-from generations.services.moderation import _clean_reason as reason_clean  # one rule for every audited reason
+from generations.services.moderation import ModerationError, reason_clean  # one rule for every audited reason
 from generations.services.upstream import apiframe_client
 
 logger = logging.getLogger(__name__)
