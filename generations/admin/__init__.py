@@ -9,9 +9,10 @@ Where each model's admin lives:
 - `moderation`: the review queue's filter and bulk Hide / Restore / Clear flags; Flag, AuditEntry, BlockedTerm
 - `teams`: Team (its memberships inline, audited), Membership
 - `webhooks`: WebhookDelivery and its Replay
+- `logins`: django-axes' AccessAttempt, its "Clean up expired attempts" mended
 """
 
 from __future__ import annotations
 
 # Imported for their @admin.register: Django's autodiscovery imports only this package.
-from generations.admin import images, moderation, tasks, teams, webhooks  # noqa: F401
+from generations.admin import images, logins, moderation, tasks, teams, webhooks  # noqa: F401
