@@ -112,8 +112,17 @@ def production_database(tmp_path: Path) -> Iterator[str]:
     try:
         yield url.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with psycopg.connect(dbname="postgres", autocommit=True, **server) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # FORCE ends the stack's leftover sessions; an autovacuum worker (not ours to end without
+        # pg_signal_backend) may be visiting the new database: it finishes within moments, so try again.
+        for attempt in range(20):
+            try:
+                with psycopg.connect(dbname="postgres", autocommit=True, **server) as connection:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.errors.InsufficientPrivilege:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
 
 
 @contextlib.contextmanager
