@@ -453,3 +453,40 @@ def test_the_task_it_finds_has_each_value_in_its_own_field(make_task):
     task = make_task(status="processing", upstream_id="found-1")
     found = _task_find(apiframe_task_id="found-1")
     assert (found.pk, found.action, found.status, found.collection_id) == (task.pk, "imagine", "processing", None)
+
+
+@pytest.mark.django_db(transaction=True)  # outside a test's transaction, as in production
+def test_webhook_writers_take_turns_on_a_lock_file_on_sqlite_only(post, payload, task, monkeypatch):
+    import fcntl
+    import os
+
+    from django.db import connection
+
+    from generations.services import applying
+
+    lock_file = f"{connection.settings_dict['NAME']}.writer-lock"
+    on_sqlite = connection.vendor == "sqlite"
+
+    def another_process_could_write() -> bool:
+        descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a second open file: as another process
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(descriptor)  # closing releases it
+        return True
+
+    seen = []
+    move_forward = applying._task_move_forward
+
+    def watched(**kwargs: object) -> bool:
+        seen.append(another_process_could_write())
+        return move_forward(**kwargs)
+
+    monkeypatch.setattr(applying, "_task_move_forward", watched)
+    assert post(payload("processing.json")).status_code == 200
+    assert seen == [not on_sqlite]  # SQLite: the turn is held while writing; PostgreSQL: no turn to take
+    assert another_process_could_write()  # and given back after
+    if not on_sqlite:
+        os.remove(lock_file)
