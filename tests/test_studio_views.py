@@ -530,14 +530,16 @@ def test_the_studio_asks_the_same_number_of_queries_for_5_or_24_cards(alice_clie
     assert many == few <= 10
 
 
-def test_a_page_of_24_finished_grids_has_one_menu_and_weighs_under_80_kb(alice_client, make_task):
+def test_a_page_of_24_finished_grids_has_one_menu_and_weighs_under_88_kb(alice_client, make_task):
     tasks = _finished_grids(make_task, 24)
     for task in tasks:  # long prompts, the heaviest kind of card
         task.prompt.text = "a quiet coffee shop at dawn, warm tones, film grain, " * 6
         task.prompt.save()
     body = alice_client.get("/").content
     assert body.count(b'<article id="task-') == 24
-    assert len(body) <= 80 * 1024, len(body)
+    # 80 KB until each image gained its review button and each card its Flag link (about 8 KB for 24 cards of
+    # these longest prompts); bench/library.py's cards with everyday prompts weigh 77 KB.
+    assert len(body) <= 88 * 1024, len(body)
     page = body.decode()
     assert page.count('id="image-menu"') == 1 and page.count("popover") >= 1
     assert page.count('aria-label="Actions for image ') == 96
