@@ -14,7 +14,6 @@ from django.http import HttpRequest
 
 from generations.models import AuditEntry, Membership, Task, Team
 from generations.services import members, submitting
-from generations.services.audit import audit_record
 
 # --- Teams ----------------------------------------------------------------------------------------------------
 
@@ -49,39 +48,24 @@ class TeamAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form: forms.ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
         roles_before = {f.instance.pk: f.initial.get("role") for f in formset.initial_forms}
-        team, actor = form.instance, request.user
+        actor, audit = request.user, members.membership_audit
         with transaction.atomic():
             formset.save(commit=False)
             for membership in formset.deleted_objects:
-                audit_record(
-                    actor=actor,
-                    act=AuditEntry.Act.MEMBER_REMOVE,
-                    team=team,
-                    target=membership,
-                    user=membership.user.get_username(),
-                    role=membership.role,
-                )
+                audit(actor=actor, act=AuditEntry.Act.MEMBER_REMOVE, membership=membership, role=membership.role)
                 membership.delete()
             for membership in formset.new_objects:
                 membership.save()
-                audit_record(
-                    actor=actor,
-                    act=AuditEntry.Act.MEMBER_ADD,
-                    team=team,
-                    target=membership,
-                    user=membership.user.get_username(),
-                    role=membership.role,
-                )
+                audit(actor=actor, act=AuditEntry.Act.MEMBER_ADD, membership=membership, role=membership.role)
             for membership, changed in formset.changed_objects:
                 membership.save()
                 if "role" in changed:
-                    audit_record(
+                    before = roles_before.get(membership.pk)
+                    audit(
                         actor=actor,
                         act=AuditEntry.Act.ROLE_CHANGE,
-                        team=team,
-                        target=membership,
-                        user=membership.user.get_username(),
-                        before=roles_before.get(membership.pk),
+                        membership=membership,
+                        before=before,
                         after=membership.role,
                     )
             formset.save_m2m()

@@ -24,6 +24,18 @@ def _other_owners(membership: Membership) -> bool:
     return owners.exclude(pk=membership.pk).exists()
 
 
+def membership_audit(*, actor: AbstractBaseUser, act: str, membership: Membership, **details: object) -> None:
+    """The audit row of a change to a membership (here, or in the admin's Team page): who, whose, and the role."""
+    audit_record(
+        actor=actor,
+        act=act,
+        team=membership.team_id,
+        target=membership,
+        user=membership.user.get_username(),
+        **details,
+    )
+
+
 def member_add(*, actor: AbstractBaseUser, team: Team, username: str, role: str = Membership.Role.MEMBER) -> Membership:
     """Add an existing, active user to the team by username."""
     username = (username or "").strip()
@@ -38,14 +50,7 @@ def member_add(*, actor: AbstractBaseUser, team: Team, username: str, role: str 
         membership, created = Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
         if not created:
             raise MembershipError(f"{user.get_username()} is already in {team.name}.")
-        audit_record(
-            actor=actor,
-            act=AuditEntry.Act.MEMBER_ADD,
-            team=team,
-            target=membership,
-            user=user.get_username(),
-            role=role,
-        )
+        membership_audit(actor=actor, act=AuditEntry.Act.MEMBER_ADD, membership=membership, role=role)
     return membership
 
 
@@ -60,15 +65,7 @@ def member_role_change(*, actor: AbstractBaseUser, membership: Membership, role:
         before = membership.role
         Membership.objects.filter(pk=membership.pk).update(role=role)
         membership.role = role
-        audit_record(
-            actor=actor,
-            act=AuditEntry.Act.ROLE_CHANGE,
-            team=membership.team_id,
-            target=membership,
-            user=membership.user.get_username(),
-            before=before,
-            after=role,
-        )
+        membership_audit(actor=actor, act=AuditEntry.Act.ROLE_CHANGE, membership=membership, before=before, after=role)
     return membership
 
 
@@ -79,12 +76,5 @@ def member_remove(*, actor: AbstractBaseUser, membership: Membership) -> None:
     with transaction.atomic():
         if membership.role == Membership.Role.OWNER and not _other_owners(membership):
             raise MembershipError(LAST_OWNER)
-        audit_record(
-            actor=actor,
-            act=AuditEntry.Act.MEMBER_REMOVE,
-            team=team,
-            target=membership,
-            user=membership.user.get_username(),
-            role=membership.role,
-        )
+        membership_audit(actor=actor, act=AuditEntry.Act.MEMBER_REMOVE, membership=membership, role=membership.role)
         membership.delete()
