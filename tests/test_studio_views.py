@@ -441,6 +441,18 @@ def test_switching_to_another_of_ones_teams_still_works(alice_client, alice, cha
     assert alice_client.session["team_id"] == other.pk
 
 
+@pytest.mark.parametrize("page", ["/", "/library/", "/collections/", "/usage/", "/tasks/{task}/"])
+def test_every_page_offers_the_team_menu_to_a_member_of_two_teams(alice_client, alice, charlie, make_task, page):
+    other = charlie.memberships.get().team
+    Membership.objects.create(team=other, user=alice)
+    task = make_task(status="finished")
+    response = alice_client.get(page.format(task=task.pk))
+    assert response.status_code == 200
+    menu = re.search(r'<select id="team-select" name="team">(.*?)</select>', response.content.decode(), re.S)
+    assert menu is not None, page
+    assert f'value="{other.pk}"' in menu.group(1) and f'value="{task.team_id}" selected' in menu.group(1)
+
+
 @pytest.mark.parametrize(
     "url", ["/tasks/{n}/", "/tasks/{n}/act/", "/tasks/{n}/retry/", "/images/{n}/thumb/", "/images/{n}/full/"]
 )

@@ -17,7 +17,7 @@ from django_htmx.http import push_url, replace_url
 from generations.library import queries
 from generations.library.forms import URL_NAMES, LibraryFiltersForm
 from generations.library.queries import Library, Page, Position
-from generations.models import Image, Task, Team
+from generations.models import Image, Task
 from generations.services import favourites
 
 PAGE_TEMPLATE = "generations/library.html"
@@ -37,7 +37,6 @@ def _library_url(params: dict[str, str]) -> str:
 def _page_context(request: HttpRequest, form: LibraryFiltersForm, **extra: object) -> dict:
     return {
         "team": request.team,
-        "teams": Team.objects.filter(memberships__user=request.user),
         "form": form,
         "csrf_input": csrf_input(request),
         **extra,

@@ -69,7 +69,6 @@ def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object)
     mine_only = _mine_only(request)
     return {
         "team": team,
-        "teams": Team.objects.filter(memberships__user=request.user),
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
         "form": form,

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from generations import charts
-from generations.models import Task, Team
+from generations.models import Task
 from generations.services import usage as usage_service
 
 # ?metric= values: what the charts count, and its unit.
@@ -80,7 +80,6 @@ def usage(request: HttpRequest) -> HttpResponse:
     empty = usage_service.Counts()
     context = {
         "team": team,
-        "teams": Team.objects.filter(memberships__user=request.user),
         "metric": metric,
         "summary": summary,
         "first_day": summary.days[0],
