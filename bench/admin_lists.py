@@ -12,10 +12,8 @@ Usage: .venv/bin/python bench/admin_lists.py [--tasks 100000] [--db PATH | --dat
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from library import MAIN_TEAM, _queries, _timed, seed_library
+
+from bench.stack import seeded_database_arguments, seeded_database_setup
 
 BATCH = 5_000
 
@@ -177,20 +177,11 @@ def measure_left_out(*, runs: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", type=Path, help="seed this SQLite file if new, reuse it if already seeded")
-    where.add_argument("--database-url", help="the same in an existing database, e.g. postgres://user:pw@host/db")
+    seeded_database_arguments(parser)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
-    tmp = tempfile.TemporaryDirectory(prefix="mjstudio-admin-")
-    db = args.database_url or args.db or Path(tmp.name) / "db.sqlite3"
-    url = args.database_url or f"sqlite:///{Path(db).resolve()}"
-    os.environ.update(DATABASE_URL=url, MEDIA_ROOT=f"{tmp.name}/media", LOG_LEVEL="WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjstudio.settings")
-    import django
-
-    django.setup()
+    db, tmp = seeded_database_setup(args, prefix="mjstudio-admin-")
     from django.core.management import call_command
     from django.db import connection
 

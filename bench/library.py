@@ -18,17 +18,16 @@ Usage: .venv/bin/python bench/library.py [--tasks 100000] [--db PATH | --databas
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.stack import seeded_database_arguments, seeded_database_setup
 
 MAIN_TEAM, OTHER_TEAM = "Moonlight Agency", "Other Studio"
 MEMBER = "demo"
@@ -350,20 +349,11 @@ def explain_in_flight(team: object) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", type=Path, help="seed this SQLite file if new, reuse it if already seeded")
-    where.add_argument("--database-url", help="the same in an existing database, e.g. postgres://user:pw@host/db")
+    seeded_database_arguments(parser)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
 
-    tmp = tempfile.TemporaryDirectory(prefix="mjstudio-library-")
-    db = args.database_url or args.db or Path(tmp.name) / "db.sqlite3"
-    url = args.database_url or f"sqlite:///{Path(db).resolve()}"
-    os.environ.update(DATABASE_URL=url, MEDIA_ROOT=f"{tmp.name}/media", LOG_LEVEL="WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjstudio.settings")
-    import django
-
-    django.setup()
+    db, tmp = seeded_database_setup(args, prefix="mjstudio-library-")
     from django.core.management import call_command
 
     from generations.models import Image, Task, Team

@@ -3,6 +3,7 @@ throwaway SQLite database and media folder, for benchmarks that measure the real
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -106,6 +107,28 @@ def django_setup(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+
+
+def seeded_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--db PATH (a SQLite file seeded once and reused) or --database-url URL, for the benchmarks that seed a
+    database of realistic size and ask it through the ORM."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="seed this SQLite file if new, reuse it if already seeded")
+    where.add_argument("--database-url", help="the same in an existing database, e.g. postgres://user:pw@host/db")
+
+
+def seeded_database_setup(args: argparse.Namespace, *, prefix: str) -> tuple[str, tempfile.TemporaryDirectory]:
+    """Point Django at the chosen database (a throwaway SQLite file if none) and set it up. Returns the database's
+    name for messages and the folder of the throwaway files (media included), to clean up at the end."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    db = args.database_url or args.db or Path(tmp.name) / "db.sqlite3"
+    url = args.database_url or f"sqlite:///{Path(db).resolve()}"
+    os.environ.update(DATABASE_URL=url, MEDIA_ROOT=f"{tmp.name}/media", LOG_LEVEL="WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjstudio.settings")
+    import django
+
+    django.setup()
+    return str(db), tmp
 
 
 def median(values: list[float]) -> float:
