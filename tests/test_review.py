@@ -247,6 +247,18 @@ def test_htmx_gets_the_studio_card_or_the_control_it_targets(client, olivia, gri
 
 
 @pytest.mark.django_db
+def test_the_card_it_sends_back_leaves_out_a_hidden_image(client, alice, olivia, grid):
+    from generations.services import moderation
+
+    hidden = grid.images.get(index=3)
+    moderation.items_hide(actor=olivia, items=Image.objects.filter(pk=hidden.pk), reason="off brief")
+    client.force_login(alice)
+    card = review(client, grid.images.get(index=2), "shortlisted", **HTMX, **{"HX-Target": f"task-{grid.pk}"})
+    assert card.status_code == 200
+    assert f"/images/{hidden.pk}/" not in card.content.decode()  # as the studio page and the pulse draw it
+
+
+@pytest.mark.django_db
 def test_the_image_menu_has_a_review_row_with_the_keys(client, alice, olivia, grid):
     client.force_login(alice)
     html = client.get("/").content.decode()

@@ -46,6 +46,6 @@ def image_review(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         return redirect(f"{_back_url(request)}#i{image.pk}")
     if request.htmx.target == f"task-{image.task_id}":
-        task = Task.objects.for_cards().get(pk=image.task_id)
+        task = Task.objects.for_cards(user=request.user).get(pk=image.task_id)
         return render(request, "generations/studio.html#task-card", {"task": task})
     return HttpResponse(review_control_html(image.pk, image.review_state, owner=bool(request.is_team_owner)))
