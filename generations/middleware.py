@@ -12,7 +12,7 @@ from django.utils.functional import SimpleLazyObject
 from django_htmx.http import HttpResponseClientRedirect
 
 from generations import params
-from generations.models import Membership, Team
+from generations.models import Team
 from generations.services import teams
 
 
@@ -49,10 +49,8 @@ def _is_team_owner(request: HttpRequest) -> bool:
     team = request.team
     if not team:
         return False
-    role = getattr(team, "viewer_role", None)  # the user's role, read with the team: no query
-    if role is not None and not request.user.is_staff:
-        return role == Membership.Role.OWNER
-    return teams.is_team_owner(user=request.user, team=team)
+    # The user's role came with the team (_current_team): no query.
+    return teams.is_team_owner(user=request.user, team=team, role=getattr(team, "viewer_role", None))
 
 
 class TeamMiddleware:

@@ -293,6 +293,10 @@ class ImageQuerySet(models.QuerySet["Image"]):
         """Images still being saved: not stored yet, and their mirror has not given up (`Image.mirror_gave_up`)."""
         return self.filter(mirrored_at=None, mirror_attempts__lt=Image.MIRROR_MAX_ATTEMPTS)
 
+    def mirror_gave_up(self) -> ImageQuerySet:
+        """Images never stored whose mirror spent all its attempts (`Image.mirror_gave_up`): stuck work."""
+        return self.filter(mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS)
+
 
 class Image(models.Model):
     MIRROR_MAX_ATTEMPTS = 8  # backing off 2 s, 4 s ... 128 s between tries: about four minutes in all
@@ -540,7 +544,7 @@ class BlockedTerm(models.Model):
     the site) or site-wide (team empty; staff edit it in the admin). Matched case- and accent-insensitively,
     as whole words (services/blocklist.py)."""
 
-    MAX_LENGTH = 200
+    MAX_LENGTH = blockmatch.TERM_MAX_LENGTH  # the form's limit is the matcher's
 
     team = models.ForeignKey(Team, models.CASCADE, null=True, blank=True, related_name="blocked_terms")
     text = models.CharField(max_length=MAX_LENGTH)

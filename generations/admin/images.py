@@ -29,7 +29,7 @@ class MirrorFilter(admin.SimpleListFilter):
             case "pending":
                 return queryset.mirror_pending()
             case "gave_up":
-                return queryset.filter(mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS)
+                return queryset.mirror_gave_up()
         return queryset
 
 

@@ -274,7 +274,7 @@ class StuckFilter(admin.SimpleListFilter):
             case "timed_out":
                 return queryset.filter(status=Task.Status.TIMED_OUT)
             case "mirror":
-                gave_up = Image.objects.filter(mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS)
+                gave_up = Image.objects.mirror_gave_up()
                 return queryset.filter(pk__in=gave_up.values("task_id"))
         return queryset
 

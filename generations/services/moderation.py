@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from generations.models import AuditEntry, Flag, Image, Task, Team
 from generations.services import queue
-from generations.services.audit import audit_record
+from generations.services.audit import audit_entry, audit_record
 
 REASON_MAX_LENGTH = 300
 
@@ -108,18 +108,7 @@ def _apply(
             _flags_of(targets).update(resolved_at=now, resolved_by=actor)
         Task.objects.filter(pk__in=_task_ids(targets)).update_visibly(at=now)
         AuditEntry.objects.bulk_create(
-            AuditEntry(
-                actor=actor,
-                actor_name=actor.get_username(),
-                team_id=_team_id(t),
-                act=act,
-                created_at=now,
-                target_type=model._meta.model_name,
-                target_id=t.pk,
-                target_repr=str(t)[:200],
-                reason=reason,
-            )
-            for t in targets
+            audit_entry(actor=actor, act=act, team=_team_id(t), target=t, reason=reason, at=now) for t in targets
         )
     return len(targets)
 

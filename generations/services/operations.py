@@ -34,7 +34,7 @@ def tasks_stuck(*, tasks: QuerySet[Task] | None = None, now: datetime | None = N
     """Work that needs a hand: tasks in flight past their deadline, tasks our deadline timed out (Apiframe may
     still finish them), and tasks with an image whose mirror gave up."""
     now = now or timezone.now()
-    gave_up = Image.objects.filter(mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS)
+    gave_up = Image.objects.mirror_gave_up()
     # A task waiting its turn in the fair queue has no deadline yet (its clock starts when it is let go).
     overdue = Q(status__in=Task.IN_FLIGHT, deadline__lt=now) & ~Q(status=Task.Status.QUEUED, dispatched_at=None)
     return (Task.objects.all() if tasks is None else tasks).filter(
@@ -82,16 +82,12 @@ def tasks_refresh(
 def images_mirror_retry(*, actor: AbstractBaseUser, tasks: QuerySet[Task]) -> int:
     """Give the images whose mirror gave up a fresh set of attempts and queue their task's mirror job.
     Returns how many tasks were queued."""
-    gave_up = Image.objects.filter(
-        task__in=tasks.values("pk"), mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS
-    )
+    gave_up = Image.objects.mirror_gave_up().filter(task__in=tasks.values("pk"))
     queued = 0
     fields = ("pk", "team_id", "action", "option", "parent_index")  # what the audit row's description reads
     for task in Task.objects.filter(pk__in=gave_up.values("task_id")).only(*fields):
         with transaction.atomic():
-            images = Image.objects.filter(
-                task=task, mirrored_at=None, mirror_attempts__gte=Image.MIRROR_MAX_ATTEMPTS
-            ).select_for_update()
+            images = Image.objects.mirror_gave_up().filter(task=task).select_for_update()
             errors = list(images.values_list("index", "mirror_error"))
             # Checked again in the update: a worker may have stored one meanwhile.
             reset = images.update(mirror_attempts=0, mirror_error="", mirror_next_at=None, mirror_job_id="")

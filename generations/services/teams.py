@@ -28,10 +28,13 @@ def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
     return team
 
 
-def is_team_owner(*, user: AbstractBaseUser, team: Team) -> bool:
-    """Whether the user may moderate, approve and manage members in this team: its owners, and staff."""
+def is_team_owner(*, user: AbstractBaseUser, team: Team, role: str | None = None) -> bool:
+    """Whether the user may moderate, approve and manage members in this team: its owners, and staff.
+    `role`: the user's role in the team when the caller has it already (no query then)."""
     if getattr(user, "is_staff", False):
         return True
+    if role is not None:
+        return role == Membership.Role.OWNER
     return Membership.objects.filter(team=team, user=user, role=Membership.Role.OWNER).exists()
 
 
