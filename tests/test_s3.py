@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from generations.models import Image, Task
+from generations.models import Image, Membership, Task, Team
 from generations.services import housekeeping, mirroring
 
 ACCESS_KEY, SECRET_KEY, REGION = "studio-test-key", "studio-test-secret", "eu-west-1"
@@ -53,12 +54,15 @@ class PresignedCheck:
     def __init__(self, app) -> None:
         self.app = app
         self.clock_offset = 0.0  # seconds the server's clock runs ahead of the real one
+        self.signed_gets: list[str] = []  # the paths of presigned GETs, as a browser makes them
 
     def __call__(self, environ, start_response):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if "X-Amz-Signature" in query and (problem := self._problem(environ, query)):
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [f"<Error><Code>AccessDenied</Code><Message>{problem}</Message></Error>".encode()]
+        if "X-Amz-Signature" in query:
+            self.signed_gets.append(environ["PATH_INFO"])
         return self.app(environ, start_response)
 
     def _problem(self, environ, query: dict[str, list[str]]) -> str | None:
@@ -104,6 +108,7 @@ class S3Server:
 
 @pytest.fixture(scope="module")
 def s3_server():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
     server = S3Server()
     server.thread.start()
     try:
@@ -121,6 +126,7 @@ def bucket(s3_server, settings):
     s3_server.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
     settings.STORAGES = {**settings.STORAGES, "default": _s3_storage(name, s3_server.endpoint)}
     s3_server.check.clock_offset = 0.0
+    s3_server.check.signed_gets.clear()
     cache.clear()  # signed URLs are cached per object
     yield name
     cache.clear()
@@ -284,6 +290,37 @@ def test_a_hidden_image_or_one_of_a_hidden_task_is_404_before_any_url(
     staff = django_user_model.objects.create_user("mona", password="pw", is_staff=True)
     alice_client.force_login(staff)
     assert alice_client.get(f"/images/{stored_image.pk}/full/").status_code == 302  # moderators still see it
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_studio_shows_a_grid_from_the_bucket_and_a_second_visit_fetches_no_image_again(
+    page, live_server, studio_upstream, bucket, s3_server, settings, django_user_model, artifacts
+):
+    from tests.test_browser_studio import log_in, newest_card, wait_finished, watch_errors
+
+    settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"  # the sandbox reports back
+    team = Team.objects.create(name="Moonlight Agency")
+    Membership.objects.create(
+        team=team, user=django_user_model.objects.create_user("alice", password="a-long-test-password")
+    )
+    # As settings.py allows a bucket's origin (AWS_S3_ENDPOINT_URL here) to show images under the strict CSP.
+    settings.SECURE_CSP = {**settings.SECURE_CSP, "img-src": [*settings.SECURE_CSP["img-src"], s3_server.endpoint]}
+    errors = watch_errors(page, [])
+    log_in(page, live_server.url)
+
+    page.get_by_role("textbox", name="Prompt").fill("a lighthouse in fog, seen from the bucket")
+    page.get_by_role("button", name="Imagine").click()
+    wait_finished(newest_card(page))
+    # Each thumbnail came from the bucket, through the view's redirect to a signed URL (the CSP allowed it).
+    thumbs = [f"/{bucket}/{image.thumbnail.name}" for image in Image.objects.all()]
+    assert len(thumbs) == 4 and sorted(s3_server.check.signed_gets) == sorted(thumbs)
+    page.screenshot(path=artifacts / "s3-studio-grid.png")
+
+    page.goto(f"{live_server.url}/")  # the same page again, as after a navigation: redirects and images are cached
+    wait_finished(newest_card(page))
+    assert sorted(s3_server.check.signed_gets) == sorted(thumbs)
+    assert errors == []
 
 
 # --- Exports read their images from the bucket -------------------------------------------------------------
