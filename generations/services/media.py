@@ -24,7 +24,11 @@ URL_MARGIN = 30
 
 def in_bucket() -> bool:
     """Whether media is in an S3 bucket (AWS_STORAGE_BUCKET_NAME): then files are signed URLs, not streams."""
-    return hasattr(default_storage, "bucket_name") and hasattr(default_storage, "querystring_expire")
+    try:
+        from storages.backends.s3 import S3Storage  # only installed with the scale extras
+    except ImportError:
+        return False
+    return isinstance(default_storage, S3Storage)
 
 
 def signed_url(name: str, *, download_as: str | None = None) -> tuple[str, int]:
