@@ -6,6 +6,7 @@ Production: DJANGO_DEBUG=false plus the variables README.md lists; `manage.py ch
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -165,6 +166,11 @@ STORAGES = {
 # The origins a page may load images from (its CSP): the bucket's, when media is in one.
 MJSTUDIO_MEDIA_ORIGINS: list[str] = []
 if AWS_STORAGE_BUCKET_NAME := env("AWS_STORAGE_BUCKET_NAME", default=""):
+    if not (importlib.util.find_spec("storages") and importlib.util.find_spec("boto3")):
+        sys.exit(
+            "mjstudio will not start: AWS_STORAGE_BUCKET_NAME is set but django-storages[s3] is not installed "
+            "(pip install '.[scale]')."
+        )
     AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default="")
     AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=env("AWS_DEFAULT_REGION", default="us-east-1"))
     STORAGES["default"] = {

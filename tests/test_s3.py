@@ -437,3 +437,20 @@ def test_the_bucket_is_configured_from_the_environment_and_its_origin_is_allowed
     assert (found["acl"], found["expire"], found["auth"]) == (None, 120, True)
     assert "X-Amz-Signature=" in found["url"] and "X-Amz-Expires=120" in found["url"]
     assert found["location"] == variables.get("AWS_LOCATION", "")
+
+
+def test_a_bucket_without_django_storages_stops_the_studio_with_one_line():
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "mjstudio.settings", "AWS_STORAGE_BUCKET_NAME": "media"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['storages'] = None; import django; django.setup()"],
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert started.returncode == 1
+    assert started.stderr.strip() == (
+        "mjstudio will not start: AWS_STORAGE_BUCKET_NAME is set but django-storages[s3] is not installed "
+        "(pip install '.[scale]')."
+    )
