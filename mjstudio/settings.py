@@ -171,6 +171,13 @@ if AWS_STORAGE_BUCKET_NAME := env("AWS_STORAGE_BUCKET_NAME", default=""):
             "mjstudio will not start: AWS_STORAGE_BUCKET_NAME is set but django-storages[s3] is not installed "
             "(pip install '.[scale]')."
         )
+    # Signed URLs live this long: S3 refuses more than 7 days; under 10 s a slow page would show broken images.
+    AWS_QUERYSTRING_EXPIRE = env.str("AWS_QUERYSTRING_EXPIRE", default="300").strip()
+    if not (AWS_QUERYSTRING_EXPIRE.isdigit() and 10 <= int(AWS_QUERYSTRING_EXPIRE) <= 7 * 24 * 3600):
+        sys.exit(
+            f"mjstudio will not start: AWS_QUERYSTRING_EXPIRE={AWS_QUERYSTRING_EXPIRE!r} is not whole seconds "
+            "from 10 to 604800 (7 days)."
+        )
     AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default="")
     AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=env("AWS_DEFAULT_REGION", default="us-east-1"))
     STORAGES["default"] = {
@@ -185,7 +192,7 @@ if AWS_STORAGE_BUCKET_NAME := env("AWS_STORAGE_BUCKET_NAME", default=""):
             # default since 2023) refuses every ACL but none. Nothing is ever public-read.
             "default_acl": None,
             "querystring_auth": True,
-            "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+            "querystring_expire": int(AWS_QUERYSTRING_EXPIRE),
             "signature_version": "s3v4",
             # Paths on a custom endpoint (an IP, or a host without per-bucket names); bucket hosts on AWS itself.
             "addressing_style": "path" if AWS_S3_ENDPOINT_URL else "virtual",

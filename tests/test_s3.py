@@ -439,18 +439,32 @@ def test_the_bucket_is_configured_from_the_environment_and_its_origin_is_allowed
     assert found["location"] == variables.get("AWS_LOCATION", "")
 
 
-def test_a_bucket_without_django_storages_stops_the_studio_with_one_line():
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "mjstudio.settings", "AWS_STORAGE_BUCKET_NAME": "media"}
-    started = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.modules['storages'] = None; import django; django.setup()"],
+def _start_with(variables: dict[str, str], *, code: str = "pass") -> subprocess.CompletedProcess:
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "mjstudio.settings", **variables}
+    return subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", f"import sys; {code}; import django; django.setup()"],
         env=environment,
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
 
+
+def test_a_bucket_without_django_storages_stops_the_studio_with_one_line():
+    started = _start_with({"AWS_STORAGE_BUCKET_NAME": "media"}, code="sys.modules['storages'] = None")
+
     assert started.returncode == 1
     assert started.stderr.strip() == (
         "mjstudio will not start: AWS_STORAGE_BUCKET_NAME is set but django-storages[s3] is not installed "
         "(pip install '.[scale]')."
+    )
+
+
+@pytest.mark.parametrize("lifetime", ["5 minutes", "0", "604801"])
+def test_a_signed_url_lifetime_out_of_range_stops_the_studio_with_one_line(lifetime):
+    started = _start_with({"AWS_STORAGE_BUCKET_NAME": "media", "AWS_QUERYSTRING_EXPIRE": lifetime})
+
+    assert started.returncode == 1
+    assert started.stderr.strip() == (
+        f"mjstudio will not start: AWS_QUERYSTRING_EXPIRE={lifetime!r} is not whole seconds from 10 to 604800 (7 days)."
     )

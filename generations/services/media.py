@@ -17,8 +17,8 @@ from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.utils.http import content_disposition_header
 
-# The browser may keep a redirect and its image this long, and must stop this many seconds before the URL expires
-# (clock skew, a slow download).
+# A browser may keep a redirect to a signed URL until this many seconds before the URL expires (clock skew, a slow
+# download).
 URL_MARGIN = 30
 
 
