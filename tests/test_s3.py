@@ -340,6 +340,17 @@ def test_the_lineage_export_reads_its_images_from_the_bucket(alice_client, bucke
     assert task["images"][0]["file"] == entry
 
 
+def test_the_collection_export_reads_its_images_from_the_bucket(alice_client, alice, team, bucket, stored_image):
+    from generations.services import collections
+
+    board = collections.collection_create(team=team, user=alice, name="Harbour board")
+    collections.collection_add_image(collection=board, image=stored_image, user=alice)
+
+    bundle = _zip(alice_client.get(f"/collections/{board.pk}/export/"))
+
+    assert bundle.read(f"images/{stored_image.task_id}-1.png") == stored_image.data
+
+
 def test_the_approved_export_reads_from_the_bucket_and_marks_a_missing_object(
     alice_client, bucket, s3_server, stored_image, make_task
 ):
