@@ -6,6 +6,7 @@ Production: DJANGO_DEBUG=false plus the variables README.md lists; `manage.py ch
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -158,11 +159,53 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-if env("AWS_STORAGE_BUCKET_NAME", default=""):
+# S3 media (`pip install .[scale]`): AWS_STORAGE_BUCKET_NAME, plus AWS_S3_ENDPOINT_URL for an S3-compatible store
+# (MinIO, R2, ...) and AWS_S3_REGION_NAME. Keys: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, read by boto3 itself (or
+# the machine's role). Objects stay private; the image view hands a browser a signed URL valid this many seconds
+# (AWS_QUERYSTRING_EXPIRE), issued only after its team and hidden checks.
+# The origins a page may load images from (its CSP): the bucket's, when media is in one.
+MJSTUDIO_MEDIA_ORIGINS: list[str] = []
+if AWS_STORAGE_BUCKET_NAME := env("AWS_STORAGE_BUCKET_NAME", default=""):
+    if not (importlib.util.find_spec("storages") and importlib.util.find_spec("boto3")):
+        sys.exit(
+            "mjstudio will not start: AWS_STORAGE_BUCKET_NAME is set but django-storages[s3] is not installed "
+            "(pip install '.[scale]')."
+        )
+    # Signed URLs live this long: S3 refuses more than 7 days; under 10 s a slow page would show broken images.
+    AWS_QUERYSTRING_EXPIRE = env.str("AWS_QUERYSTRING_EXPIRE", default="300").strip()
+    if not (AWS_QUERYSTRING_EXPIRE.isdigit() and 10 <= int(AWS_QUERYSTRING_EXPIRE) <= 7 * 24 * 3600):
+        sys.exit(
+            f"mjstudio will not start: AWS_QUERYSTRING_EXPIRE={AWS_QUERYSTRING_EXPIRE!r} is not whole seconds "
+            "from 10 to 604800 (7 days)."
+        )
+    AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default="")
+    AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=env("AWS_DEFAULT_REGION", default="us-east-1"))
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": env("AWS_STORAGE_BUCKET_NAME"), "default_acl": "private", "querystring_auth": True},
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": AWS_S3_ENDPOINT_URL or None,
+            "region_name": AWS_S3_REGION_NAME,
+            # A prefix inside the bucket: the orphan sweep never looks outside it, so a bucket may be shared.
+            "location": env("AWS_LOCATION", default=""),
+            # No ACL is sent: objects stay private (the bucket's default), and a bucket with ACLs disabled (AWS's
+            # default since 2023) refuses every ACL but none. Nothing is ever public-read.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": int(AWS_QUERYSTRING_EXPIRE),
+            "signature_version": "s3v4",
+            # Paths on a custom endpoint (an IP, or a host without per-bucket names); bucket hosts on AWS itself.
+            "addressing_style": "path" if AWS_S3_ENDPOINT_URL else "virtual",
+            "file_overwrite": True,  # names are random: no existence check before each upload
+        },
     }
+    if AWS_S3_ENDPOINT_URL:
+        _endpoint = urlsplit(AWS_S3_ENDPOINT_URL)
+        MJSTUDIO_MEDIA_ORIGINS = [f"{_endpoint.scheme}://{_endpoint.netloc}"]
+    elif AWS_S3_REGION_NAME == "us-east-1":
+        MJSTUDIO_MEDIA_ORIGINS = [f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com"]
+    else:
+        MJSTUDIO_MEDIA_ORIGINS = [f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{AWS_S3_REGION_NAME}.amazonaws.com"]
 
 # --- Apiframe -------------------------------------------------------------------------------------------
 # The two base URLs and the key are the whole switch between the sandbox and the real Apiframe:
@@ -252,7 +295,7 @@ SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    "img-src": [CSP.SELF, "data:", *MJSTUDIO_MEDIA_ORIGINS],  # images redirect to a bucket's signed URLs
     "frame-ancestors": [CSP.NONE],
     "form-action": [CSP.SELF],
     "base-uri": [CSP.NONE],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from generations.models import Chore, Image, WebhookDelivery
+from generations.services import media
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +61,22 @@ def jobs_reap_running(*, now: datetime | None = None) -> int:
 
 def files_sweep_orphans(*, now: datetime | None = None) -> int:
     """Delete stored images and thumbnails that no Image row names and that are older than the grace period:
-    a worker killed between storing a file and recording it leaves them behind."""
+    a worker killed between storing a file and recording it leaves them behind. Only images/ and thumbs/ are
+    looked at (in a bucket: under its AWS_LOCATION prefix), a batch of names at a time."""
     now = now or timezone.now()
     deleted = 0
-    for names in _stored_files_in_batches():
+    for listed in _stored_files_in_batches():
+        names = [name for name, _ in listed]
         recorded = set(Image.objects.filter(file__in=names).values_list("file", flat=True))
         recorded |= set(Image.objects.filter(thumbnail__in=names).values_list("thumbnail", flat=True))
-        for name in sorted(set(names) - recorded):
-            try:
-                young = default_storage.get_modified_time(name) >= now - ORPHAN_GRACE  # only orphans are looked at
+        for name, modified in sorted(listed):
+            if name in recorded:
+                continue
+            try:  # a bucket's listing dates each object; a folder's file is asked (only orphans are)
+                modified = modified or default_storage.get_modified_time(name)
             except FileNotFoundError:  # its worker removed it meanwhile
                 continue
-            if not young:
+            if modified < now - ORPHAN_GRACE:
                 default_storage.delete(name)
                 deleted += 1
     if deleted:
@@ -78,14 +84,11 @@ def files_sweep_orphans(*, now: datetime | None = None) -> int:
     return deleted
 
 
-def _stored_files_in_batches() -> Iterator[list[str]]:
+def _stored_files_in_batches() -> Iterator[list[tuple[str, datetime | None]]]:
     for folder in MEDIA_DIRS:
-        try:
-            _, files = default_storage.listdir(folder)
-        except FileNotFoundError:  # nothing stored there yet
-            continue
-        for start in range(0, len(files), BATCH):
-            yield [f"{folder}/{name}" for name in files[start : start + BATCH]]
+        listed = media.files_listed(folder)
+        while batch := list(islice(listed, BATCH)):
+            yield batch
 
 
 def rows_prune_old(*, now: datetime | None = None) -> int:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
-from django.core.files.storage import default_storage
 from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -19,6 +18,7 @@ from django.utils.text import slugify
 from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
 
 from generations.models import Collection, Image, Task, Team
+from generations.services import media
 from generations.services.submitting import normalize_for_search
 
 logger = logging.getLogger(__name__)
@@ -342,14 +342,12 @@ def _file_chunks(name: str, image_id: int, missing: set[int]) -> Iterator[bytes]
     """A stored original, read in chunks when the zip reaches it. A file gone from storage becomes an empty
     entry (noted in metadata.json, written after the images) instead of a broken download."""
     try:
-        opened = default_storage.open(name, "rb")
+        chunks = media.file_chunks(name, size=CHUNK_SIZE)
     except OSError as exc:
         logger.error("export: image %s: stored file %s is missing: %s", image_id, name, exc)
         missing.add(image_id)
         return
-    with opened:
-        while chunk := opened.read(CHUNK_SIZE):
-            yield chunk
+    yield from chunks
 
 
 def _bundle(*, team: Team, kind: str, title: str, entries: list[dict], stored: dict[int, str], extra: dict):

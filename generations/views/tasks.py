@@ -8,7 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from generations import actions
 from generations.forms import ActionForm
 from generations.models import Image, Task
-from generations.services import blocklist, limits, provenance, submitting
+from generations.services import blocklist, limits, media, provenance, submitting
 from generations.views.studio import render_new_card
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
-    """Serve a mirrored image to members of its team only (files are never public)."""
+def image_file(request: HttpRequest, pk: int, variant: str) -> HttpResponse:
+    """Serve a mirrored image to members of its team only (files are never public): streamed from local storage,
+    or, from a bucket, a redirect to a short-lived signed URL (web workers are not held by the download)."""
     if variant not in ("thumb", "full"):
         raise Http404("No such image variant.")
     # A hidden image, or one of a hidden task, answers 404 for non-staff, whatever the variant. Staff see any
@@ -175,20 +176,25 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> FileResponse:
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
+    download_as = None
+    if request.GET.get("download") == "1":
+        download_as = provenance.download_name(
+            text=image.task.prompt.text,
+            suffix=f"{image.task_id}-{image.index}",
+            extension=field.name.rsplit(".", 1)[-1],
+        )
+    if media.in_bucket():
+        url, fresh_for = media.signed_url(field.name, download_as=download_as)
+        response = HttpResponseRedirect(url)
+        # The browser keeps the redirect while its URL stays valid: a page redrawn every pulse costs no request.
+        response["Cache-Control"] = f"private, max-age={fresh_for}"
+        return response
     try:
         opened = field.open("rb")
     except OSError as exc:
         logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
         raise Http404("This image file is missing.") from exc
-    if request.GET.get("download") == "1":
-        name = provenance.download_name(
-            text=image.task.prompt.text,
-            suffix=f"{image.task_id}-{image.index}",
-            extension=field.name.rsplit(".", 1)[-1],
-        )
-        response = FileResponse(opened, as_attachment=True, filename=name)
-    else:
-        response = FileResponse(opened)
+    response = FileResponse(opened, as_attachment=download_as is not None, filename=download_as or "")
     # Private: only team members may see it. Short-lived, so that hiding an image takes effect soon.
     response["Cache-Control"] = "private, max-age=3600"
     return response
