@@ -38,6 +38,9 @@ def forward(apps, schema_editor):
         f"CREATE INDEX IF NOT EXISTS {INDEX} ON generations_prompt USING gin ({FOLD}(text) {trgm}.gin_trgm_ops)"
     )
     schema_editor.execute(f"DROP INDEX IF EXISTS {OLD_INDEX}")
+    # Statistics on the folded text now, not at autovacuum's next pass: without them the planner guesses that
+    # any term matches a handful of prompts, and starts a common term's page from every match (1.1 s, not 5 ms).
+    schema_editor.execute("ANALYZE generations_prompt")
 
 
 def backward(apps, schema_editor):
