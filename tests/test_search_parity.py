@@ -48,6 +48,7 @@ CORPUS = {
     "wide": "ＴＯＫＹＯ night ﬁreworks",  # fullwidth letters, a ligature
     "nordic": "Ørsted wind farm by Łódź",
     "japanese": "ガラスの花瓶",
+    "melon": "ﾒﾛﾝ soda",  # halfwidth katakana
 }
 EVERY = set(CORPUS)
 
@@ -77,7 +78,7 @@ SEARCHES = [
     # Shorter than a trigram (LIKE on both databases)
     ("ca", {"cafe", "egg", "nfd", "cotton"}),
     ("ng", {"egg", "crown", "waiting", "dalat", "emoji", "syntax", "sql"}),
-    ("đá", {"cafe", "dalat", "coffee", "crown", "waiting", "syntax"}),  # "-dark:"
+    ("đá", {"cafe", "dalat", "coffee", "crown", "waiting", "syntax", "melon"}),  # "-dark:", "soda"
     ("a", EVERY - {"wide", "japanese"}),
     # Parts of words, several terms
     ("coffee dawn", {"coffee"}),
@@ -145,16 +146,19 @@ SEARCHES = [
     ("łódź", {"nordic"}),
     ("ガラス", {"japanese"}),
     ("花瓶", {"japanese"}),
+    ("ﾒﾛﾝ", {"melon"}),
 ]
 
 # Where the two folds part, pinned so that a change shows: unaccent also folds curly quotes, dashes and letters
 # without a decomposition (ø, ł, æ, œ), which Python's NFKD keeps; Python also drops marks that are not accents
-# (Japanese dakuten, Thai tone marks, Arabic hamza), which unaccent keeps. (query, SQLite's hits, PostgreSQL's)
+# (Japanese dakuten, Thai tone marks, Arabic hamza), which unaccent keeps, and unfolds compatibility forms
+# (halfwidth katakana, circled digits), which migration 0016 leaves. (query, SQLite's hits, PostgreSQL's)
 DIFFERENCES = [
     ('"quoted"', set(), {"cotton"}),  # the prompt has curly quotes
     ("orsted", set(), {"nordic"}),
     ("lodz", set(), {"nordic"}),
     ("カラス", {"japanese"}, set()),  # ガ without its mark
+    ("メロン", {"melon"}, set()),  # the fullwidth form of ﾒﾛﾝ
 ]
 
 
