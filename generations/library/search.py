@@ -11,7 +11,7 @@ characters, never syntax. How each database finds the substrings fast differs:
   prompt and the term as typed, and a pg_trgm GIN index on the folded prompt answers LIKE '%term%' for the same terms.
 
 Terms shorter than three characters, which no trigram index can hold, are compared with LIKE on `search_text`
-on both (a scan of a stored column: folding every prompt in the query would cost 30 times as much).
+on both (a scan of a stored column: folding every prompt in the query costs 5 to 10 times as much).
 tests/test_search_parity.py runs one table of queries and expected hits on each database.
 """
 
