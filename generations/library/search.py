@@ -8,7 +8,8 @@ characters, never syntax. How each database finds the substrings fast differs:
 - SQLite: an FTS5 table with the trigram tokenizer over `Prompt.search_text` (the prompt folded by Python when
   saved; migration 0009) answers terms of three characters or more.
 - PostgreSQL: its own tools (migration 0016): `generations_search_fold()`, lower(unaccent()), folds the
-  prompt and the term as typed, and a pg_trgm GIN index on the folded prompt answers LIKE '%term%' for the same terms.
+  prompt and the word as typed, and a pg_trgm GIN index on the folded prompt answers LIKE '%term%' for the
+  same terms.
 
 Terms shorter than three characters, which no trigram index can hold, are compared with LIKE on `search_text`
 on both (a scan of a stored column: folding every prompt in the query costs 5 to 10 times as much).
