@@ -188,7 +188,7 @@ def test_the_folds_part_only_where_they_are_known_to(alice_client, corpus, query
     assert found(alice_client, query) == {image_tile(corpus[key]) for key in expected}
 
 
-def test_the_table_holds_what_the_brief_asks_for():
+def test_the_table_covers_every_kind_of_query():
     """The table cannot shrink into proving little: every kind of query stays in it."""
     queries_ = [query for query, _ in SEARCHES]
     for needle in ("đ", "Đ", "%", "_", "\\", '"', "*", ":", "-", "NEAR", "OR", "☕", "16:9"):
