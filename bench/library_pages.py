@@ -7,9 +7,10 @@ and the query count; the HTML bytes per 24 tiles; then library pages per second 
 through gunicorn (DEBUG off, static collected; workers and threads as the production config sizes them).
 
 Usage: .venv/bin/python bench/library_pages.py [--tasks 100000] [--db PATH | --database-url URL] [--runs 30]
-                                              [--no-http]
+                                              [--no-http] [--only term]
   --db PATH seeds PATH if it is new and reuses it otherwise (seeding 100,000 tasks takes a few minutes).
   --database-url postgres://... does the same in an existing PostgreSQL database (seeded if it has no team).
+  --only term measures only the pages whose label holds "term" (the searches).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
-def measure_in_process(runs: int) -> tuple[list[tuple[str, float, float, int, int]], dict]:
+def measure_in_process(runs: int, *, only: str = "") -> tuple[list[tuple[str, float, float, int, int]], dict]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -115,6 +116,10 @@ def measure_in_process(runs: int) -> tuple[list[tuple[str, float, float, int, in
         "deep page, 80 % down (all images)": f"/library/?stacks=0&cursor={deep_cursor}",
         f"rare term ?q={RARE_TERM}": f"/library/?q={RARE_TERM}",
         "common term ?q=ca phe": "/library/?q=ca+phe",
+        "accented term ?q=Đăng": "/library/?q=%C4%90%C4%83ng",
+        "term inside a word ?q=ghthou": "/library/?q=ghthou",
+        "term found nowhere ?q=qwzx": "/library/?q=qwzx",
+        "two-letter term found nowhere ?q=zq": "/library/?q=zq",
         "author + action": f"/library/?author={MEMBER}&action=vary",
         "my favourites": "/library/?fav=1",
         "approved (300)": "/library/?review=approved",
@@ -126,6 +131,8 @@ def measure_in_process(runs: int) -> tuple[list[tuple[str, float, float, int, in
     rows = []
     sizes = {}
     for label, url in pages.items():
+        if only not in label:
+            continue
         times, cpu = [], []
         for _ in range(runs):
             started, started_cpu = time.perf_counter(), time.process_time()
@@ -221,6 +228,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--only", default="", help="measure only the pages whose label holds this (e.g. 'term')")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mjstudio-library-") as tmp:
@@ -236,12 +244,14 @@ def main() -> None:
             seeded = seed(args.tasks)
             took = time.monotonic() - started
             print(f"seeded {seeded['tasks']:,} tasks, {seeded['images']:,} images in {took:.0f} s")
-        rows, sizes = measure_in_process(args.runs)
+        rows, sizes = measure_in_process(args.runs, only=args.only)
         print(f"\n{'page':<36} {'median ms':>10} {'cpu ms':>7} {'queries':>8} {'tiles':>6}")
         for label, ms, cpu, queries, tiles in rows:
             print(f"{label:<36} {ms:>10.1f} {cpu:>7.1f} {queries:>8} {tiles:>6}")
         print()
         for label in ("first page (all images)", "first page (stacks)"):
+            if label not in sizes:
+                continue
             size, tiles = sizes[label]
             print(f"HTML per 24 tiles, {label}: {size / tiles * 24 / 1024:.1f} KB ({size:,} bytes, {tiles} tiles)")
         if not args.no_http:

@@ -1,10 +1,9 @@
-"""The library (/library/): search folding on this database, every filter and their combinations, the keyset
-cursor's edges, stacks, favourites, a constant number of queries, page weight, and isolation between teams."""
+"""The library (/library/): every filter and their combinations, the keyset cursor's edges, stacks, favourites,
+a constant number of queries, page weight, and isolation between teams. Search: tests/test_search_parity.py."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,8 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from generations.library import queries
-from generations.library.queries import Filters, Library, Position
-from generations.library.search import matching_prompts, search_terms
+from generations.library.queries import Position
 from generations.models import Collection, CollectionItem, Favourite, Image, Prompt, Task
 from tests.library_data import T0, add_task, image_tile, tile_ids
 
@@ -33,106 +31,6 @@ def rows(task: Task) -> list[str]:
     """A task's tiles in listing order: its images, or the task itself when it has none."""
     images = list(task.images.order_by("index").values_list("pk", flat=True))
     return [f"i{pk}" for pk in images] or [f"k{task.pk}"]
-
-
-# --- Search: folding, on whichever database runs the suite (make test: SQLite; CI: PostgreSQL) ------------
-
-PROMPTS = {
-    "cafe": "Cà phê sữa đá trên bàn gạch",
-    "egg": "CÀ PHÊ TRỨNG, Hà Nội",
-    "nfd": unicodedata.normalize("NFD", "cà phê muối"),  # typed with combining marks
-    "crown": "Đăng quang, golden crown",
-    "waiting": "đang chờ mưa",
-    "coffee": "a quiet coffee shop at dawn",
-    "pho": "Phở bò at night",
-    "street": "phố cổ in the rain",
-    "cotton": "100% cotton_candy, “quoted”",
-}
-# One table, both databases: each query and the prompts it must find, no more, no fewer.
-SEARCHES = [
-    ("ca phe", {"cafe", "egg", "nfd"}),
-    ("CA PHE", {"cafe", "egg", "nfd"}),
-    ("cà phê", {"cafe", "egg", "nfd"}),
-    (unicodedata.normalize("NFD", "Cà Phê"), {"cafe", "egg", "nfd"}),
-    ("phe ca", {"cafe", "egg", "nfd"}),
-    ("dang", {"crown", "waiting"}),
-    ("Đăng", {"crown", "waiting"}),
-    ("ĐĂNG QUANG", {"crown"}),
-    ("pho", {"pho", "street"}),
-    ("phở", {"pho", "street"}),
-    ("ha noi", {"egg"}),
-    ("trứng", {"egg"}),
-    ("ca", {"cafe", "egg", "nfd", "cotton"}),  # shorter than a trigram: LIKE on SQLite too ("candy")
-    ("ng", {"egg", "crown", "waiting"}),
-    ("coffee dawn", {"coffee"}),
-    ("coff", {"coffee"}),
-    ("caf", set()),
-    ("zzz", set()),
-    ("%", {"cotton"}),  # LIKE's wildcards are plain characters here
-    ("_", {"cotton"}),
-    ("0% cotton_", {"cotton"}),
-    ('"quoted"', set()),  # the prompt has curly quotes, not straight ones
-    ("quoted", {"cotton"}),
-    ('"dang', set()),  # a quote inside a term is a character, not FTS syntax
-]
-
-
-@pytest.fixture
-def searchable(alice):
-    return {key: add_task(user=alice, text=text, minutes=n) for n, (key, text) in enumerate(PROMPTS.items())}
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(("query", "expected"), SEARCHES)
-def test_it_finds_prompts_whatever_their_case_and_accents(alice_client, searchable, query, expected):
-    found = get_tiles(alice_client, f"{LIBRARY}?stacks=0&q={query.replace('%', '%25')}")
-    by_tile = {tile: key for key, task in searchable.items() for tile in rows(task)}
-    assert {by_tile[t] for t in found} == expected
-    assert len(found) == 4 * len(expected)  # every image of every match
-
-
-@pytest.mark.django_db
-def test_it_agrees_with_plain_like_on_every_query(searchable):
-    """SQLite answers from its FTS5 trigram index, PostgreSQL with LIKE: the index must change nothing."""
-    for query, _ in SEARCHES:
-        terms = search_terms(query)
-        indexed = set(Prompt.objects.filter(matching_prompts(terms)).values_list("pk", flat=True))
-        plain = set(Prompt.objects.filter(matching_prompts(terms, like_only=True)).values_list("pk", flat=True))
-        assert indexed == plain, query
-
-
-@pytest.mark.django_db
-def test_it_finds_the_same_rows_walking_or_from_the_few_matches(alice, searchable, monkeypatch, team):
-    """A rare search starts from its few prompts; a common one walks the newest tasks: the same rows."""
-    for query, _ in SEARCHES:
-        filters = Filters(terms=search_terms(query), stacked=False)
-        few = Library(team_id=team.pk, user_id=alice.pk, filters=filters).page().tiles
-        monkeypatch.setattr(queries, "FEW_PROMPTS", 0)
-        walked = Library(team_id=team.pk, user_id=alice.pk, filters=filters).page().tiles
-        monkeypatch.undo()
-        assert [t.dom_id for t in few] == [t.dom_id for t in walked], query
-
-
-@pytest.mark.django_db
-def test_it_keeps_the_search_index_in_step_with_prompts(alice_client, alice):
-    """SQLite's FTS table is kept by triggers: a prompt written any way (here bulk) is found, a changed one
-    is found by its new words only, a deleted one is gone."""
-    task = add_task(user=alice, text="lighthouse")
-    Prompt.objects.bulk_create([Prompt(team=task.team, author=alice, text="Phố", search_text="pho")])
-    bulk = Prompt.objects.get(text="Phố")
-    assert Prompt.objects.filter(matching_prompts(search_terms("pho"))).get() == bulk
-    Prompt.objects.filter(pk=task.prompt_id).update(search_text="moon harbour")
-    assert get_tiles(alice_client, f"{LIBRARY}?q=lighthouse") == []
-    assert get_tiles(alice_client, f"{LIBRARY}?q=harbour") == [image_tile(task)]
-    bulk.delete()
-    assert not Prompt.objects.filter(matching_prompts(search_terms("pho"))).exists()
-
-
-@pytest.mark.django_db
-def test_it_searches_only_the_team_s_prompts(alice_client, alice, charlie):
-    add_task(user=charlie, text="cà phê of another team")
-    mine = add_task(user=alice, text="cà phê of ours")
-    assert get_tiles(alice_client, f"{LIBRARY}?q=ca+phe") == [image_tile(mine)]
 
 
 # --- Filters: each one, and combined ---------------------------------------------------------------------

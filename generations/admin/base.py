@@ -106,9 +106,10 @@ COMMON_WORDS = 500  # prompts matching a search from which walking the newest ro
 
 def search_by_task(queryset: QuerySet, term: str, *, task: str = "") -> QuerySet:
     """An Apiframe task id or a task number, exactly (one lookup on a unique index), else prompt words through the
-    library's search index (FTS5 trigram on SQLite, pg_trgm on PostgreSQL): never a LIKE scan of the tasks.
-    One or the other, not both ORed: an OR makes SQLite gather every match of the words and sort them (85 ms
-    for a common word at 100,000 tasks, against 15 ms). `task` is the path from the listed model to its task."""
+    library's search index (FTS5 trigram on SQLite, pg_trgm over unaccent on PostgreSQL): never a LIKE scan of
+    the tasks. One or the other, not both ORed: an OR makes SQLite gather every match of the words and sort them
+    (85 ms for a common word at 100,000 tasks, against 15 ms). `task` is the path from the listed model to its
+    task."""
     term = term.strip()
     if not term:
         return queryset

@@ -1,0 +1,269 @@
+"""Library search parity: one table of queries and the exact prompts each must find, over one fixed corpus, run on
+whichever database runs the suite (SQLite by default; CI runs the suite on SQLite and on PostgreSQL), so passing
+on both proves they return the same results. SQLite answers from its FTS5 trigram index over the prompt folded by
+Python; PostgreSQL from a trigram index over the prompt folded by unaccent (migration 0016). Also: each index path
+agrees with plain LIKE on the stored folded copy, a walk finds what the list finds, the index follows prompts as
+they are written, and at realistic size the search reads its index."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from django.db import connection
+
+from generations.library import queries
+from generations.library.queries import Filters, Library
+from generations.library.search import FTS_TABLE, matching_prompts, search_terms
+from generations.models import Prompt
+from generations.services.submitting import normalize_for_search
+from tests.library_data import add_task, image_tile, tile_ids
+
+LIBRARY = "/library/"
+PG_INDEX = "generations_prompt_search_fold"
+
+
+def nfd(text: str) -> str:
+    """As typed on some keyboards: letters followed by combining accents."""
+    return unicodedata.normalize("NFD", text)
+
+
+CORPUS = {
+    "cafe": "Cà phê sữa đá trên bàn gạch",
+    "egg": "CÀ PHÊ TRỨNG, Hà Nội",
+    "nfd": nfd("cà phê muối"),
+    "crown": "Đăng quang, golden crown",
+    "waiting": "đang chờ mưa",
+    "dalat": "ĐÀ LẠT in spring",
+    "coffee": "a quiet coffee shop at dawn",
+    "pho": "Phở bò at night",
+    "street": "phố cổ in the rain",
+    "cotton": "100% cotton_candy, “quoted”",
+    "hyphen": "black-and-white portrait, 35mm film",
+    "emoji": "sunrise ☕🌅 over Hạ Long bay",
+    "syntax": 'C:\\art\\*.png "NEAR" OR -dark: col*',
+    "sql": "Ngô's kitchen; DROP TABLE prompts; --",
+    "digits": "4K render, v6.1 --ar 16:9",
+    "german": "Straße im Regen",
+    "wide": "ＴＯＫＹＯ night ﬁreworks",  # fullwidth letters, a ligature
+    "nordic": "Ørsted wind farm by Łódź",
+    "japanese": "ガラスの花瓶",
+    "melon": "ﾒﾛﾝ soda",  # halfwidth katakana
+}
+EVERY = set(CORPUS)
+
+# (query, the prompts it must find: no more, no fewer). Every term must occur in the prompt, anywhere (a part of
+# a word counts), case and accents ignored (đ is d); whitespace separates terms and nothing else is syntax.
+SEARCHES = [
+    # Vietnamese: accents, case, đ, combining marks, order, repeats
+    ("ca phe", {"cafe", "egg", "nfd"}),
+    ("CA PHE", {"cafe", "egg", "nfd"}),
+    ("cà phê", {"cafe", "egg", "nfd"}),
+    (nfd("Cà Phê"), {"cafe", "egg", "nfd"}),
+    ("phe ca", {"cafe", "egg", "nfd"}),
+    ("phe phe cà", {"cafe", "egg", "nfd"}),
+    ("ca\u00a0phe", {"cafe", "egg", "nfd"}),  # a no-break space separates terms too
+    ("dang", {"crown", "waiting"}),
+    ("Đăng", {"crown", "waiting"}),
+    ("ĐĂNG QUANG", {"crown"}),
+    ("đà lạt", {"dalat"}),
+    ("da lat", {"dalat"}),
+    ("pho", {"pho", "street"}),
+    ("phở", {"pho", "street"}),
+    ("ha noi", {"egg"}),
+    ("trứng", {"egg"}),
+    ("trứng,", {"egg"}),  # punctuation is part of the term
+    ("phê,", set()),
+    ("muối", {"nfd"}),
+    # Shorter than a trigram (LIKE on both databases)
+    ("ca", {"cafe", "egg", "nfd", "cotton"}),
+    ("ng", {"egg", "crown", "waiting", "dalat", "emoji", "syntax", "sql"}),
+    ("đá", {"cafe", "dalat", "coffee", "crown", "waiting", "syntax", "melon"}),  # "-dark:", "soda"
+    ("a", EVERY - {"wide", "japanese"}),
+    # Parts of words, several terms
+    ("coffee dawn", {"coffee"}),
+    ("dawn quiet", {"coffee"}),
+    ("coff", {"coffee"}),
+    ("ffee", {"coffee"}),
+    ("caf", set()),
+    ("zzz", set()),
+    ("night", {"pho", "wide"}),
+    # Nothing to search: everything
+    ("", EVERY),
+    ("   ", EVERY),
+    ("\t\n", EVERY),
+    # LIKE's wildcards and escape are plain characters
+    ("%", {"cotton"}),
+    ("_", {"cotton"}),
+    ("0% cotton_", {"cotton"}),
+    ("%_", set()),
+    ("\\", {"syntax"}),
+    ("c:\\art", {"syntax"}),
+    ("\\*", {"syntax"}),
+    # FTS5 syntax is plain characters too: quotes, *, :, -, NEAR, OR
+    ("quoted", {"cotton"}),
+    ('"dang', set()),
+    ('"near"', {"syntax"}),
+    ("NEAR", {"syntax"}),
+    ("near OR", {"syntax"}),
+    ("OR", {"syntax", "hyphen", "wide"}),  # "portrait", "fireworks": a term, not an operator
+    ("*", {"syntax"}),
+    ("*.png", {"syntax"}),
+    ("col*", {"syntax"}),
+    (":", {"syntax", "digits"}),
+    ("-dark:", {"syntax"}),
+    ("-", {"syntax", "hyphen", "sql", "digits"}),
+    ("--", {"sql", "digits"}),
+    ("--ar", {"digits"}),
+    # SQL in a prompt or a query is text
+    ("drop table", {"sql"}),
+    ("'s", {"sql"}),
+    ("ngô's", {"sql"}),
+    ("ngo", {"sql"}),
+    # Hyphens and digits
+    ("black-and-white", {"hyphen"}),
+    ("and-white", {"hyphen"}),
+    ("black white", {"hyphen"}),
+    ("black_white", set()),
+    ("35mm", {"hyphen"}),
+    ("16:9", {"digits"}),
+    ("v6.1", {"digits"}),
+    ("6.1", {"digits"}),
+    ("4k", {"digits"}),
+    # Emoji, ß, fullwidth letters and ligatures fold alike
+    ("☕", {"emoji"}),
+    ("☕🌅", {"emoji"}),
+    ("🌅 hạ long", {"emoji"}),
+    ("ha long bay", {"emoji"}),
+    ("strasse", {"german"}),
+    ("straße", {"german"}),
+    ("tokyo", {"wide"}),
+    ("ＴＯＫＹＯ", {"wide"}),
+    ("fireworks", {"wide"}),
+    ("ﬁre", {"wide"}),
+    # Letters without a decomposition, and marks that are not accents, found as written
+    ("ørsted", {"nordic"}),
+    ("łódź", {"nordic"}),
+    ("ガラス", {"japanese"}),
+    ("花瓶", {"japanese"}),
+    ("ﾒﾛﾝ", {"melon"}),
+]
+
+# Where the two folds part, pinned so that a change shows: unaccent also folds curly quotes, dashes and letters
+# without a decomposition (ø, ł, æ, œ), which Python's NFKD keeps; Python also drops marks that are not accents
+# (Japanese dakuten, Thai tone marks, Arabic hamza), which unaccent keeps, and unfolds compatibility forms
+# (halfwidth katakana, circled digits), which migration 0016 leaves. (query, SQLite's hits, PostgreSQL's)
+DIFFERENCES = [
+    ('"quoted"', set(), {"cotton"}),  # the prompt has curly quotes
+    ("orsted", set(), {"nordic"}),
+    ("lodz", set(), {"nordic"}),
+    ("カラス", {"japanese"}, set()),  # ガ without its mark
+    ("メロン", {"melon"}, set()),  # the fullwidth form of ﾒﾛﾝ
+]
+
+
+@pytest.fixture
+def corpus(alice):
+    """The corpus, one task and one image per prompt, newest last."""
+    return {key: add_task(user=alice, text=text, minutes=n, images=1) for n, (key, text) in enumerate(CORPUS.items())}
+
+
+def found(client, query: str) -> set[str]:
+    """The tiles the library shows for a query (an empty `q` is redirected away: followed)."""
+    response = client.get(LIBRARY, {"q": query, "stacks": "0"}, follow=True)
+    assert response.status_code == 200, response.content[:2000]
+    return set(tile_ids(response.content.decode()))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("query", "expected"), SEARCHES)
+def test_it_finds_exactly_the_expected_prompts(alice_client, corpus, query, expected):
+    assert found(alice_client, query) == {image_tile(corpus[key]) for key in expected}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("query", "on_sqlite", "on_postgresql"), DIFFERENCES)
+def test_the_folds_part_only_where_they_are_known_to(alice_client, corpus, query, on_sqlite, on_postgresql):
+    expected = on_sqlite if connection.vendor == "sqlite" else on_postgresql
+    assert found(alice_client, query) == {image_tile(corpus[key]) for key in expected}
+
+
+def test_the_table_covers_every_kind_of_query():
+    """The table cannot shrink into proving little: every kind of query stays in it."""
+    queries_ = [query for query, _ in SEARCHES]
+    for needle in ("đ", "Đ", "%", "_", "\\", '"', "*", ":", "-", "NEAR", "OR", "☕", "16:9"):
+        assert any(needle in query for query in queries_), needle
+    assert any(not query.strip() for query in queries_)
+    assert any(query != unicodedata.normalize("NFC", query) for query in queries_)
+    assert len(set(queries_)) == len(SEARCHES)
+
+
+@pytest.mark.django_db
+def test_the_index_path_agrees_with_plain_like_on_the_stored_fold(corpus):
+    """SQLite's FTS5 path, and PostgreSQL's unaccent fold through its trigram index, find what LIKE on the
+    prompt folded by Python finds, query by query."""
+    for query, expected in SEARCHES:
+        terms = search_terms(query)
+        indexed = set(Prompt.objects.filter(matching_prompts(terms)).values_list("pk", flat=True))
+        plain = set(Prompt.objects.filter(matching_prompts(terms, like_only=True)).values_list("pk", flat=True))
+        assert indexed == plain == {corpus[key].prompt_id for key in expected}, query
+
+
+@pytest.mark.django_db
+def test_a_walk_finds_what_the_few_matches_find(alice, corpus, monkeypatch, team):
+    """A rare search starts from its few prompts; a common one walks the newest tasks: the same rows."""
+    for query, _ in SEARCHES:
+        filters = Filters(terms=search_terms(query), stacked=False)
+        few = Library(team_id=team.pk, user_id=alice.pk, filters=filters).page().tiles
+        monkeypatch.setattr(queries, "FEW_PROMPTS", 0)
+        walked = Library(team_id=team.pk, user_id=alice.pk, filters=filters).page().tiles
+        monkeypatch.undo()
+        assert [t.dom_id for t in few] == [t.dom_id for t in walked], query
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_search_index_in_step_with_prompts(alice_client, alice):
+    """SQLite's FTS table is kept by triggers, PostgreSQL's index by itself: a prompt written any way (here in
+    bulk) is found, a changed one by its new words only, a deleted one is gone."""
+    task = add_task(user=alice, text="lighthouse", images=1)
+    Prompt.objects.bulk_create([Prompt(team=task.team, author=alice, text="Phố", search_text="pho")])
+    bulk = Prompt.objects.get(text="Phố")
+    assert Prompt.objects.filter(matching_prompts(search_terms("pho"))).get() == bulk
+    Prompt.objects.filter(pk=task.prompt_id).update(text="Moon harbour", search_text="moon harbour")
+    response = alice_client.get(LIBRARY, {"q": "lighthouse"})
+    assert response.status_code == 200 and tile_ids(response.content.decode()) == []
+    assert found(alice_client, "harbour") == {image_tile(task)}
+    bulk.delete()
+    assert not Prompt.objects.filter(matching_prompts(search_terms("pho"))).exists()
+
+
+@pytest.mark.django_db
+def test_it_searches_only_the_team_s_prompts(alice_client, alice, charlie):
+    add_task(user=charlie, text="cà phê of another team", images=1)
+    mine = add_task(user=alice, text="cà phê of ours", images=1)
+    assert found(alice_client, "ca phe") == {image_tile(mine)}
+
+
+@pytest.mark.django_db
+def test_a_rare_term_is_looked_up_in_the_search_index_at_realistic_size(alice, team):
+    """The library's first search query (its few matching prompts), planned over 6,000 prompts with statistics:
+    SQLite reads its FTS5 table, PostgreSQL its trigram index on the unaccent fold (not a scan folding each
+    prompt)."""
+    words = ("lighthouse in fog", "cà phê sữa đá", "neon alley", "Đăng quang", "a kite over the dunes")
+    texts = [f"{words[i % len(words)]} {i}" for i in range(6000)] + ["Zéphyrine light"] * 3
+    Prompt.objects.bulk_create(
+        Prompt(team=team, author=alice, text=text, search_text=normalize_for_search(text)) for text in texts
+    )
+    rare = Prompt.objects.filter(matching_prompts(search_terms("zephyrine")), team_id=team.pk)
+    assert rare.count() == 3
+    sql, params = rare.values_list("id", flat=True)[:201].query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(row[-1] for row in cursor.fetchall())
+            assert "VIRTUAL TABLE INDEX" in plan and FTS_TABLE in plan, plan
+        else:
+            cursor.execute("ANALYZE generations_prompt")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert f"Bitmap Index Scan on {PG_INDEX}" in plan, plan
