@@ -69,9 +69,7 @@ def test_runstudio_runs_everything_restarts_a_crash_and_stops_cleanly(tmp_path):
         worker = next(pid for pid, args in children_of(studio.pid).items() if "runworker default" in args)
         os.kill(worker, signal.SIGKILL)
         wait_for(
-            lambda: any(
-                "runworker default" in args and pid != worker for pid, args in children_of(studio.pid).items()
-            )
+            lambda: any("runworker default" in args and pid != worker for pid, args in children_of(studio.pid).items())
         )
         assert requests.get(f"http://127.0.0.1:{port}/health/", timeout=2).ok  # the site stayed up
 
