@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_production import MANAGE, started, wait_until
+from tests.test_production import MANAGE, production_database, started, wait_until
 from tests.test_redis_workers import redis_server
 
 LEASE_SECONDS = 2.0
@@ -26,14 +26,14 @@ def rounds(log: Path) -> int:
 @pytest.mark.parametrize("engine", ["redis", "database"])
 def test_one_of_three_pollers_runs_rounds_and_another_takes_over_when_it_is_killed(tmp_path, engine):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MJSTUDIO_", "TASKS_", "REDIS_"))}
-    env = {
-        **base,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MJSTUDIO_POLLER_LEASE_SECONDS": str(LEASE_SECONDS),
-        "PYTHONUNBUFFERED": "1",
-    }
-    subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
     with contextlib.ExitStack() as stack:
+        env = {
+            **base,
+            "DATABASE_URL": stack.enter_context(production_database(tmp_path)),  # PostgreSQL on CI, else SQLite
+            "MJSTUDIO_POLLER_LEASE_SECONDS": str(LEASE_SECONDS),
+            "PYTHONUNBUFFERED": "1",
+        }
+        subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
         if engine == "redis":
             env["REDIS_URL"] = stack.enter_context(redis_server(tmp_path))
         logs = [tmp_path / f"poller-{n}.log" for n in range(3)]
@@ -70,3 +70,36 @@ def test_one_of_three_pollers_runs_rounds_and_another_takes_over_when_it_is_kill
     assert handed_over_in < LEASE_SECONDS + 3
     for log in logs:
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_it_gives_a_database_lease_to_one_holder_until_it_runs_out_or_is_released(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations.models import Chore
+    from generations.services.leases import DatabaseLease
+
+    first, second = DatabaseLease(name="poller", seconds=30), DatabaseLease(name="poller", seconds=30)
+    assert first.hold() is True
+    assert second.hold() is False  # held, not run out
+    assert first.hold() is True  # renewed by its holder
+    Chore.objects.filter(name="lease:poller").update(last_run_at=timezone.now() - timedelta(seconds=1))
+    assert second.hold() is True  # the holder stopped renewing: taken over
+    assert first.hold() is False  # and the old holder knows it lost it
+    second.release()
+    assert first.hold() is True  # given back: free at once
+
+
+def test_a_poller_run_once_skips_its_round_while_another_holds_the_lease(db, capsys):
+    from django.core.management import call_command
+
+    from generations.services.leases import DatabaseLease
+
+    holder = DatabaseLease(name="poller", seconds=30)
+    assert holder.hold()
+    call_command("pollapiframe", "--once")
+    assert "Another poller holds the lease: no round run." in capsys.readouterr().out
+    holder.release()
+    call_command("pollapiframe", "--once", "-v", "2")
+    assert "poll round at " in capsys.readouterr().out
