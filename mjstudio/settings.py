@@ -129,11 +129,11 @@ if TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
         name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "QUEUE_CLASS": "generations.workers.StudioQueue"}
         for name in TASK_QUEUES
     }
-# RQ workers (`manage.py runworker`): a running job's heartbeat every so many seconds; a job whose worker died
-# (no heartbeat for twice that, 10 s at least) is run again at the next check of the queues, every
-# MJSTUDIO_RQ_MAINTENANCE_SECONDS, up to MJSTUDIO_JOB_RETRIES times. The jobs' own claims make a second run harmless.
-MJSTUDIO_RQ_HEARTBEAT_SECONDS = env.int("MJSTUDIO_RQ_HEARTBEAT_SECONDS", default=30)
-MJSTUDIO_RQ_MAINTENANCE_SECONDS = env.int("MJSTUDIO_RQ_MAINTENANCE_SECONDS", default=30)
+# RQ workers (`manage.py runworker`): a running job's heartbeat every MJSTUDIO_RQ_HEARTBEAT_SECONDS; a job whose
+# worker died (no heartbeat for that again, 10 s at least) is run again at the next look at the queues, every
+# MJSTUDIO_RQ_MAINTENANCE_SECONDS, up to MJSTUDIO_JOB_RETRIES times: 20-30 s after the death with these defaults.
+MJSTUDIO_RQ_HEARTBEAT_SECONDS = env.int("MJSTUDIO_RQ_HEARTBEAT_SECONDS", default=10)
+MJSTUDIO_RQ_MAINTENANCE_SECONDS = env.int("MJSTUDIO_RQ_MAINTENANCE_SECONDS", default=10)
 MJSTUDIO_JOB_RETRIES = env.int("MJSTUDIO_JOB_RETRIES", default=3)
 # One poller runs rounds at a time (a lease in Redis with REDIS_URL, else a row in the database); another copy
 # takes over within this many seconds of its death.

@@ -46,6 +46,8 @@ class Command(BaseCommand):
                 worker_class="generations.workers.StudioWorker",
                 job_monitoring_interval=settings.MJSTUDIO_RQ_HEARTBEAT_SECONDS,
                 maintenance_interval=settings.MJSTUDIO_RQ_MAINTENANCE_SECONDS,
+                # An idle worker waits on Redis for 15 s less than this: it wakes for the maintenance in time.
+                worker_ttl=settings.MJSTUDIO_RQ_MAINTENANCE_SECONDS + 15,
             )
             reset_db_connections()  # each job runs in a forked child: it must open its own connection
             children_die_with_worker()
