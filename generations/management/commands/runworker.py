@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 # An idle worker waits on Redis for 15 s less than this: it wakes for the maintenance in time.
                 worker_ttl=settings.MJSTUDIO_RQ_MAINTENANCE_SECONDS + 15,
             )
-            reset_db_connections()  # each job runs in a forked child: it must open its own connection
+            reset_db_connections()  # none open when the scheduler's process forks off
             children_die_with_worker()
             # The scheduler enqueues jobs queued for later (a submit Apiframe asked to retry, an image's backoff).
             worker.work(with_scheduler=True, logging_level=level)
