@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
-	$(PY) -m pip install --quiet --group dev --editable ".[scale]"
+	$(PY) -m pip install --quiet --group dev --editable '.[scale]'
 	touch $@
 
 # Every process of the Procfile (web through gunicorn, workers, poller), plus the sandbox in sandbox mode, in one
