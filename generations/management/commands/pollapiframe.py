@@ -30,7 +30,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=1.0, help="Seconds between rounds (default 1).")
-        parser.add_argument("--once", action="store_true", help="Run one round and exit.")
+        parser.add_argument(
+            "--once", action="store_true", help="Run one round and exit (none while another poller holds the lease)."
+        )
 
     def handle(self, *args: object, interval: float, once: bool, verbosity: int, **options: object) -> None:
         # Stopped like the other processes (Ctrl-C, SIGINT from runstudio, SIGTERM from a supervisor): a round
