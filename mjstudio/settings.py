@@ -116,6 +116,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Two queues: "default" for the quick calls to Apiframe, "mirror" for image downloads, which can be slow and
 # must never hold a submission back.
 TASK_QUEUES = ["default", "mirror"]
+REDIS_URL = env("REDIS_URL", default="")
 TASKS = {
     "default": {
         "BACKEND": env("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend"),
@@ -124,7 +125,20 @@ TASKS = {
 }
 if TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
     INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
-    RQ_QUEUES = {name: {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")} for name in TASK_QUEUES}
+    # Our queue class gives every job a timeout and retries: a job whose worker was SIGKILLed runs again.
+    RQ_QUEUES = {
+        name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "QUEUE_CLASS": "generations.workers.StudioQueue"}
+        for name in TASK_QUEUES
+    }
+# RQ workers (`manage.py runworker`): a running job's heartbeat every MJSTUDIO_RQ_HEARTBEAT_SECONDS; a job whose
+# worker died (no heartbeat for that again, 10 s at least) is run again at the next look at the queues, every
+# MJSTUDIO_RQ_MAINTENANCE_SECONDS, up to MJSTUDIO_JOB_RETRIES times: 20-30 s after the death with these defaults.
+MJSTUDIO_RQ_HEARTBEAT_SECONDS = env.int("MJSTUDIO_RQ_HEARTBEAT_SECONDS", default=10)
+MJSTUDIO_RQ_MAINTENANCE_SECONDS = env.int("MJSTUDIO_RQ_MAINTENANCE_SECONDS", default=10)
+MJSTUDIO_JOB_RETRIES = env.int("MJSTUDIO_JOB_RETRIES", default=3)
+# One poller runs rounds at a time (a lease in Redis with REDIS_URL, else a row in the database); another copy
+# takes over within this many seconds of its death.
+MJSTUDIO_POLLER_LEASE_SECONDS = env.float("MJSTUDIO_POLLER_LEASE_SECONDS", default=15.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

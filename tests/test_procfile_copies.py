@@ -1,7 +1,8 @@
 """Two copies of every Procfile process side by side, as an operator scales them (README.md, Deploy): two web
 processes behind one database, two workers, two mirror workers and two pollers, against a sandbox started apart
-that drops and duplicates webhooks. Every prompt goes upstream exactly once, every task finishes, every image is
-saved once, and no process logs a traceback."""
+that drops and duplicates webhooks; once with the database's job queues, once with RQ on a real redis-server.
+Every prompt goes upstream exactly once, every task finishes, every image is saved once, and no process logs a
+traceback."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import sys
 import time
 import uuid
 
+import pytest
 import requests
 import trustme
 
 from bench.stack import free_port
 from tests.test_production import MANAGE, ROOT, production_database, started, tls_proxy, wait_until
+from tests.test_redis_workers import redis_server
 
 PROMPTS = 8
 PASSWORD = "a-long-operator-password"
@@ -49,7 +52,8 @@ def studio_state(env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(tmp_path):
+@pytest.mark.parametrize("backend", ["database", "rq"])
+def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(tmp_path, backend):
     web_ports, sandbox_port = [free_port(), free_port()], free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "APIFRAME_", "SANDBOX_", "WEB_"))}
@@ -66,8 +70,14 @@ def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(
         production_database(tmp_path) as database_url,
         tls_proxy(web_ports[0], cert) as public_1,
         tls_proxy(web_ports[1], cert) as public_2,
+        contextlib.ExitStack() as engines,
     ):
         publics = [public_1, public_2]
+        if backend == "rq":  # the same Procfile: `runworker` runs RQ workers, and the pollers share a Redis lease
+            base |= {
+                "TASKS_BACKEND": "django_tasks_rq.RQBackend",
+                "REDIS_URL": engines.enter_context(redis_server(tmp_path)),
+            }
         env = {
             **base,
             "DJANGO_DEBUG": "false",

@@ -61,17 +61,15 @@ def test_runstudio_runs_everything_restarts_a_crash_and_stops_cleanly(tmp_path):
         wait_for(lambda: len(children_of(studio.pid)) == 5)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health/", timeout=1).ok)
         names = " ".join(children_of(studio.pid).values())
-        for part in ("runsandbox", "gunicorn", "--queue-name default", "--queue-name mirror", "pollapiframe"):
+        for part in ("runsandbox", "gunicorn", "runworker default", "runworker mirror", "pollapiframe"):
             assert part in names
         assert "runserver" not in names
         wait_for(lambda: requests.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=1).ok)
 
-        worker = next(pid for pid, args in children_of(studio.pid).items() if "--queue-name default" in args)
+        worker = next(pid for pid, args in children_of(studio.pid).items() if "runworker default" in args)
         os.kill(worker, signal.SIGKILL)
         wait_for(
-            lambda: any(
-                "--queue-name default" in args and pid != worker for pid, args in children_of(studio.pid).items()
-            )
+            lambda: any("runworker default" in args and pid != worker for pid, args in children_of(studio.pid).items())
         )
         assert requests.get(f"http://127.0.0.1:{port}/health/", timeout=2).ok  # the site stayed up
 

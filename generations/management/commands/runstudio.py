@@ -71,10 +71,7 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             # Hashed, compressed copies for whitenoise: without them every page would answer 500.
             call_command("collectstatic", interactive=False, verbosity=0)
-        for name, command in procfile_read(base_dir / "Procfile").items():
-            if "db_worker" in command and settings.TASKS["default"]["BACKEND"] != "django_tasks_db.DatabaseBackend":
-                continue  # RQ runs its own workers
-            processes[name] = command
+        processes.update(procfile_read(base_dir / "Procfile"))  # `runworker` follows TASKS_BACKEND itself
         if dev:
             processes["web"] = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
 
