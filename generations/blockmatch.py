@@ -1,7 +1,8 @@
 """Matching prompts against blocked terms: pure functions, no models (the model's clean() and the service share them).
 
-A word or phrase matches whole words of the folded prompt (lower case, no accents, đ as d): the prompt and the
-term are cut into runs of letters and digits, and the term's runs must appear one after another. So "ca phe"
+A word or phrase matches whole words of the folded prompt (generations/text.py's `fold_for_blocking`: the
+search fold, lower case without accents, đ as d, ø as o, after NFKC, so 𝐜𝐚𝐟𝐞 and ﾒﾛﾝ are cafe and メロン, while
+ガ stays ガ): the prompt and the term are cut into runs of letters and digits, and the term's runs must appear one after another. So "ca phe"
 blocks "Cà phê đen" and "ca-phê", "cafe" does not block "cafeteria", and any spaces or punctuation may stand
 between a phrase's words. A lookup in a dict per word of the prompt: linear in the prompt, whatever the count.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import re2
 
-from generations.text import normalize_for_search, strip_accents
+from generations.text import fold_for_blocking, strip_for_blocking
 
 TERM_MAX_LENGTH = 200
 # RE2 compiles to an automaton: this caps its memory (a pattern over it is refused as "too complex").
@@ -27,7 +28,7 @@ _WORD_RUNS = re.compile(r"[^\W_]+")  # letters and digits; "_" separates words l
 
 def words_of(text: str) -> list[str]:
     """The folded runs of letters and digits, in order."""
-    return _WORD_RUNS.findall(normalize_for_search(text))
+    return _WORD_RUNS.findall(fold_for_blocking(text))
 
 
 def _re2_options() -> re2.Options:
@@ -41,7 +42,7 @@ def _re2_options() -> re2.Options:
 def regex_compile(pattern: str) -> re2._Regexp:
     """The entry's pattern, accents stripped like the prompt's (case is ignored by RE2 instead: folding the
     case would turn \\D into \\d). Raises re2.error."""
-    return re2.compile(strip_accents(pattern), _re2_options())
+    return re2.compile(strip_for_blocking(pattern), _re2_options())
 
 
 def term_problem(text: str, *, is_regex: bool) -> str | None:
@@ -104,7 +105,7 @@ class Matcher:
                 if tuple(words[i : i + len(phrase)]) == phrase:
                     return text
         if self.regexes:
-            folded = strip_accents(prompt)
+            folded = strip_for_blocking(prompt)
             for regex, text in self.regexes:
                 if regex.search(folded):
                     return text
