@@ -52,6 +52,21 @@ def matcher(*terms: str, regex: tuple[str, ...] = ()) -> Matcher:
         ("blood moon", "a blood red moon", False),
         ("r2d2", "R2-D2", False),  # "r2d2" is one word; "r2 d2" would be the phrase
         ("r2 d2", "R2-D2", True),
+        # The search's fold (PostgreSQL's unaccent): letters without a decomposition become plain ones...
+        ("orsted", "Ørsted wind farm", True),
+        ("lodz", "Łódź at dusk", True),
+        ("oeuvre", "une Œuvre", True),
+        ("strasse", "STRAẞE", True),
+        # ...marks that are not accents stay (ガ is not カ, й is not и, a Thai vowel sign is kept)...
+        ("カラス", "ガラス 花瓶", False),
+        ("ガラス", "ガラス 花瓶", True),
+        ("иод", "йод", False),
+        ("เยน", "เย็น", False),
+        # ...and, for the blocklist only (NFKC first), styled and compatibility letters are the letters they show
+        ("cafe", "a 𝐜𝐚𝐟𝐞 at noon", True),
+        ("cafe", "ＣＡＦＥ", True),
+        ("メロン", "ﾒﾛﾝ soda", True),
+        ("ca phe", "Ⓒⓐ phê", True),
     ],
 )
 def test_it_matches_whole_words_ignoring_case_and_accents(term, prompt, found):
@@ -74,6 +89,9 @@ def test_it_names_the_first_blocked_term_in_the_prompt():
         (r"ca\s*phe", "caphe", True),
         (r"\d{3}-\d{4}", "call 555-1234", True),
         (r"\D+", "1234", False),  # not folded: \D stays "not a digit"
+        (r"\borsted\b", "Ørsted", True),  # ø is o, as in words
+        (r"k[i1]ll", "𝐤𝐢𝐥𝐥", True),  # styled letters are letters
+        (r"カラス", "ガラス", False),  # dakuten kept
     ],
 )
 def test_regex_entries_are_searched_without_accents_ignoring_case(pattern, prompt, found):

@@ -7,9 +7,12 @@ they are written, and at realistic size the search reads its index."""
 
 from __future__ import annotations
 
+import importlib
 import unicodedata
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps
 from django.db import connection
 
 from generations.library import queries
@@ -370,3 +373,31 @@ def test_a_rare_term_is_looked_up_in_the_search_index_at_realistic_size(alice, t
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert f"Bitmap Index Scan on {PG_INDEX}" in plan, plan
+
+
+@pytest.mark.django_db
+def test_the_migration_refolds_the_stored_copies_saved_with_the_old_fold(alice, team, monkeypatch):
+    """Migration 0017 rewrites the copies the NFKD fold saved, in batches, and the search finds them by the new
+    fold (on SQLite through the FTS5 table's trigger); copies already right are left alone."""
+    migration = importlib.import_module("generations.migrations.0017_fold_refold_search_text")
+    old = {"Ørsted “wind”": "ørsted “wind”", "ガラスの花瓶": "カラスの花瓶", "ﾒﾛﾝ soda": "メロン soda"}
+    Prompt.objects.bulk_create(Prompt(team=team, author=alice, text=text, search_text=old[text]) for text in old)
+    Prompt.objects.bulk_create(
+        Prompt(team=team, author=alice, text=f"cà phê {i}", search_text=f"ca phe {i}") for i in range(5)
+    )
+    right = set(Prompt.objects.filter(text__startswith="cà").values_list("pk", "search_text"))
+    for query in ('orsted "wind"', "ガラス"):  # not in the stored copies (PostgreSQL's index, on the text, has them)
+        assert not Prompt.objects.filter(matching_prompts(search_terms(query), like_only=True)).exists()
+    monkeypatch.setattr(migration, "BATCH", 3)
+    migration.refold(apps, SimpleNamespace(connection=connection))
+    assert dict(Prompt.objects.filter(text__in=old).values_list("text", "search_text")) == {
+        "Ørsted “wind”": 'orsted "wind"',
+        "ガラスの花瓶": "ガラスの花瓶",
+        "ﾒﾛﾝ soda": "ﾒﾛﾝ soda",
+    }
+    assert set(Prompt.objects.filter(text__startswith="cà").values_list("pk", "search_text")) == right
+    for query, text in (('orsted "wind"', "Ørsted “wind”"), ("ガラス", "ガラスの花瓶"), ("ﾒﾛﾝ", "ﾒﾛﾝ soda")):
+        assert [p.text for p in Prompt.objects.filter(matching_prompts(search_terms(query)))] == [text], query
+        like = Prompt.objects.filter(matching_prompts(search_terms(query), like_only=True))
+        assert [p.text for p in like] == [text], query
+    assert not Prompt.objects.filter(matching_prompts(search_terms("カラス"))).exists()
