@@ -1,12 +1,14 @@
 """Matching prompts against blocked terms: pure functions, no models (the model's clean() and the service share them).
 
 A word or phrase matches whole words of the folded prompt (generations/text.py's `fold_for_blocking`: the
-search fold, lower case without accents, đ as d, ø as o, after NFKC, so 𝐜𝐚𝐟𝐞 and ﾒﾛﾝ are cafe and メロン, while
-ガ stays ガ): the prompt and the term are cut into runs of letters and digits, and the term's runs must appear one after another. So "ca phe"
-blocks "Cà phê đen" and "ca-phê", "cafe" does not block "cafeteria", and any spaces or punctuation may stand
-between a phrase's words. A lookup in a dict per word of the prompt: linear in the prompt, whatever the count.
+search fold, lower case without accents, đ as d, ø as o, after NFKC, so mathematical bold letters and halfwidth
+ﾒﾛﾝ are the plain cafe and メロン, while ガ stays ガ): the prompt and the term are cut into runs of letters and
+digits, and the term's runs must appear one after another. So "ca phe" blocks "Cà phê đen" and "ca-phê", "cafe"
+does not block "cafeteria", and any spaces or punctuation may stand between a phrase's words. A lookup in a dict
+per word of the prompt: linear in the prompt, whatever the count.
 
-A regex entry is RE2 syntax (google-re2), searched case-insensitively in the prompt without accents. RE2 runs in
+A regex entry is RE2 syntax (google-re2), searched case-insensitively in the prompt without accents (the pattern
+and the prompt go through the same fold with case kept). RE2 runs in
 time linear in the prompt for every pattern (no backtracking), so no pattern can hang a submit and none needs a
 timeout; the price is that backreferences and lookarounds are refused when the entry is saved, with RE2's reason.
 """

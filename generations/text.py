@@ -15,7 +15,7 @@ import unicodedata
 
 from generations.unaccent_table import UNACCENT
 
-# lower() in PostgreSQL maps one character at a time; Python's maps a word-final Σ to ς: one σ, as in PostgreSQL.
+# PostgreSQL's lower() maps one character at a time; Python's gives a word-final capital sigma the final form.
 _SIGMA = str.maketrans({"Σ": "σ"})
 
 
@@ -30,8 +30,8 @@ def normalize_for_search(text: str) -> str:
 
 
 def fold_for_blocking(text: str) -> str:
-    """The search fold after NFKC, for the blocklist only: compatibility forms (𝐜𝐚𝐟𝐞, ﾒﾛﾝ, ①) are the
-    letters they stand for there, so that styling a blocked word's letters does not get it through."""
+    """The search fold after NFKC, for the blocklist only: compatibility forms (mathematical bold letters, ﾒﾛﾝ,
+    ①) are the letters they stand for there, so that styling a blocked word's letters does not get it through."""
     return normalize_for_search(unicodedata.normalize("NFKC", text))
 
 

@@ -1,15 +1,16 @@
 """Prompt search: every term of the query must occur in the prompt, ignoring case and accents.
 
-A query is cut into terms by `normalize_for_search` (lower case, accents stripped, đ -> d), so "ca phe" finds
-"Cà phê" and "dang" finds "Đăng" on either database, and a term matches as a substring anywhere in the prompt
-("phe" finds "phê", "ffee" finds "coffee"); quotes, `*`, `:`, `-`, `%`, `_`, `\\`, NEAR and OR are plain
-characters, never syntax. How each database finds the substrings fast differs:
+A query is cut into terms by `normalize_for_search` (lower case, accents stripped, đ -> d: PostgreSQL's
+lower(unaccent()), done in Python from a copy of its rules), so "ca phe" finds "Cà phê" and "dang" finds "Đăng"
+on either database, with the same hits, and a term matches as a substring anywhere in the prompt ("phe" finds
+"phê", "ffee" finds "coffee"); quotes, `*`, `:`, `-`, `%`, `_`, `\\`, NEAR and OR are plain characters, never
+syntax. How each database finds the substrings fast differs:
 
 - SQLite: an FTS5 table with the trigram tokenizer over `Prompt.search_text` (the prompt folded by Python when
   saved; migration 0009) answers terms of three characters or more.
-- PostgreSQL: its own tools (migration 0016): `generations_search_fold()`, lower(unaccent()), folds the
-  prompt and the word as typed, and a pg_trgm GIN index on the folded prompt answers LIKE '%term%' for the
-  same terms.
+- PostgreSQL: its own tools (migration 0016): `generations_search_fold()`, lower(unaccent()), the fold
+  Python does too, folds the prompt and the word as typed, and a pg_trgm GIN index on the folded prompt answers
+  LIKE '%term%' for the same terms.
 
 Terms shorter than three characters, which no trigram index can hold, are compared with LIKE on `search_text`
 on both (a scan of a stored column: folding every prompt in the query costs 5 to 10 times as much).
