@@ -8,9 +8,9 @@ does not block "cafeteria", and any spaces or punctuation may stand between a ph
 per word of the prompt: linear in the prompt, whatever the count.
 
 A regex entry is RE2 syntax (google-re2), searched case-insensitively in the prompt without accents (the pattern
-and the prompt go through the same fold with case kept). RE2 runs in
-time linear in the prompt for every pattern (no backtracking), so no pattern can hang a submit and none needs a
-timeout; the price is that backreferences and lookarounds are refused when the entry is saved, with RE2's reason.
+and the prompt go through the same fold, case kept). RE2 runs in time linear in the prompt for every pattern (no
+backtracking), so no pattern can hang a submit and none needs a timeout; the price is that backreferences and
+lookarounds are refused when the entry is saved, with RE2's reason.
 """
 
 from __future__ import annotations
