@@ -236,6 +236,12 @@ def test_it_folds_as_postgresql_does():
         assert normalize_for_search(text) == folded, text
 
 
+def test_a_word_is_one_term_or_none():
+    """No rule puts a space in a word, so a query's word is one term; a word of marks unaccent drops is none."""
+    assert not any(char.isspace() for folded in UNACCENT.values() for char in folded)
+    assert search_terms("Phở\u0301 \u0301\u0302 ½").terms == ("pho", "1/2")
+
+
 def postgresql_folds(texts: list[str]) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(

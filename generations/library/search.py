@@ -60,9 +60,9 @@ def search_terms(query: str) -> SearchTerms:
     """The folded, distinct terms of a query, in order ("Cà  phê cà" -> ("ca", "phe"))."""
     typed: dict[str, str] = {}
     for word in query[:MAX_QUERY_LENGTH].split():
-        parts = normalize_for_search(word).split()  # folding may split a word ("a¨b" -> "a b")
-        for part in parts:
-            typed.setdefault(part, word if len(parts) == 1 else part)
+        # One term per word (unaccent puts no space in a word), or none for a word of marks it drops.
+        if term := normalize_for_search(word):
+            typed.setdefault(term, word)
     terms = tuple(typed)[:MAX_TERMS]
     # A term inside another adds nothing ("ca" within "cafe"): dropped, so there are fewer LIKE scans.
     kept = tuple(t for t in terms if not any(t != other and t in other for other in terms))
