@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from generations import actions
 from generations.apiframe import InvalidPayload, TaskState
+from generations.live import stream
 from generations.models import Image, Task, WebhookDelivery
 from generations.services import mirroring, queue
 from generations.services.collections import collection_add_task_images
@@ -138,6 +139,7 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
         if _task_move_forward(task_id=task.pk, status=status, changes=changes, now=now):
             outcome = WebhookDelivery.Outcome.APPLIED
             task.status = status
+            stream.task_changed(task_id=task.pk, team_id=task.team_id)  # a visible change outside update_visibly
             if status in (Task.Status.FINISHED, Task.Status.FAILED):
                 queue.queue_dispatch_after_commit()  # a slot is free: the next task in line goes
             if urls:
