@@ -74,14 +74,14 @@ async def studio_events(request: HttpRequest) -> HttpResponse:
     if not live_for(request):
         raise Http404("Live push is off: the studio page asks for changes itself.")
     viewer = await sync_to_async(_viewer)(request)
-    response = StreamingHttpResponse(
-        _events(request, viewer, _resume_from(request)), content_type="text/event-stream; charset=utf-8"
-    )
+    # Where it starts is settled before the browser hears the stream is open: no change after that is missed.
+    after = _resume_from(request) or await _newest(stream.stream_key(viewer.team_id))
+    response = StreamingHttpResponse(_events(request, viewer, after), content_type="text/event-stream; charset=utf-8")
     response["X-Accel-Buffering"] = "no"  # a reverse proxy (nginx) passes each event on at once
     return response
 
 
-async def _events(request: HttpRequest, viewer: Viewer, after: str | None) -> AsyncIterator[str]:
+async def _events(request: HttpRequest, viewer: Viewer, after: str) -> AsyncIterator[str]:
     import redis.asyncio as aioredis
 
     # The stream's whole life holds no database connection (the request's own, opened by the middleware, goes now).
@@ -97,11 +97,9 @@ async def _events(request: HttpRequest, viewer: Viewer, after: str | None) -> As
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + settings.LIVE_STREAM_SECONDS
     try:
+        missed = await _missed_some(redis, key, after)
         yield f"retry: {RECONNECT_MS}\n\n"  # sent at once, so that the browser knows the stream is open
-        if after is None:
-            newest = await redis.xrevrange(key, count=1)
-            after = newest[0][0].decode() if newest else stream.START
-        elif await _missed_some(redis, key, after):
+        if missed:
             # Away longer than the stream keeps: the newest cards again, which is what a reload would show.
             yield _event("cards", await _render(request, viewer, task_ids=None), event_id=None)
         while (left := ends_at - loop.time()) > 0:
@@ -125,17 +123,32 @@ async def _events(request: HttpRequest, viewer: Viewer, after: str | None) -> As
         await redis.aclose()  # a closed tab ends here (Django cancels the stream): its Redis connection goes too
 
 
+async def _newest(key: str) -> str:
+    """The id of the stream's newest entry (a stream opened without a position starts after it)."""
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(settings.LIVE_REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        newest = await redis.xrevrange(key, count=1)
+    finally:
+        await redis.aclose()
+    return newest[0][0].decode() if newest else stream.START
+
+
 async def _missed_some(redis: object, key: str, after: str) -> bool:
-    """Entries after `after` were trimmed away (or the stream is gone while the page had a position)."""
+    """Entries after `after` may have been trimmed away: the stream has dropped entries, and `after` is older than
+    its oldest (or the stream is gone while the page had a position: Redis restarted)."""
     try:
         info = await redis.xinfo_stream(key)  # type: ignore[attr-defined]
     except Exception as error:  # redis.ResponseError: no such key
         if "no such key" not in str(error).lower():
             raise
         return after != stream.START
-    deleted = info.get("max-deleted-entry-id", b"0-0")
-    deleted = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
-    return _id_tuple(deleted) > _id_tuple(after)
+    info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in info.items()}
+    if info["entries-added"] <= info["length"]:
+        return False  # never trimmed
+    first = info["first-entry"][0] if info.get("first-entry") else info["last-generated-id"]
+    return _id_tuple(first.decode() if isinstance(first, bytes) else str(first)) > _id_tuple(after)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
