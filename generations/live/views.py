@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections, connections
+from django.db import close_old_connections
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -84,8 +84,6 @@ async def studio_events(request: HttpRequest) -> HttpResponse:
 async def _events(request: HttpRequest, viewer: Viewer, after: str) -> AsyncIterator[str]:
     import redis.asyncio as aioredis
 
-    # The stream's whole life holds no database connection (the request's own, opened by the middleware, goes now).
-    await sync_to_async(connections.close_all)()
     # A read blocks up to a heartbeat: its socket waits a little longer than that before it gives up.
     redis = aioredis.Redis.from_url(
         settings.LIVE_REDIS_URL,
@@ -120,7 +118,9 @@ async def _events(request: HttpRequest, viewer: Viewer, after: str) -> AsyncIter
         # The stream ends; the browser reconnects in RECONNECT_MS and resumes after its last event.
         logger.warning("live push: team %s's stream stopped: %s", viewer.team_id, error)
     finally:
-        await redis.aclose()  # a closed tab ends here (Django cancels the stream): its Redis connection goes too
+        # A closed tab ends here (Django cancels the stream): its Redis connection goes too, even if the
+        # cancellation is repeated while it closes.
+        await asyncio.shield(redis.aclose())
 
 
 async def _newest(key: str) -> str:
