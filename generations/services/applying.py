@@ -197,7 +197,9 @@ def _quoted(model: type[models.Model], *names: str) -> list[str]:
 
 
 # What applying reads of a task, in the model's field order: Model.from_db takes the values in that order.
-_FOUND = tuple(f.name for f in Task._meta.concrete_fields if f.name in {"id", "action", "status", "collection"})
+_FOUND = tuple(
+    f.name for f in Task._meta.concrete_fields if f.name in {"id", "team", "action", "status", "collection"}
+)  # team: live push names it
 
 
 @functools.cache
