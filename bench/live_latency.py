@@ -106,7 +106,7 @@ def measure(pw: object, stack: Stack, *, tasks: int, live_push: bool) -> tuple[l
     if live_push != bool(page.locator("#live[sse-connect]").count()):
         raise RuntimeError(f"live push {'off' if live_push else 'on'} in the page: not the mode asked for")
 
-    latencies = []
+    latencies, steps = [], []
     for i in range(tasks):
         probe = f"latency probe {'push' if live_push else 'pulse'} {i}:"
         page.get_by_role("textbox", name="Prompt").fill(f"{probe} lanterns over a night river")
@@ -125,7 +125,20 @@ def measure(pw: object, stack: Stack, *, tasks: int, live_push: bool) -> tuple[l
         watcher.join()
         shown_at = page.evaluate(f"window.__shownAt['task-{task.pk}']") / 1000
         latencies.append(shown_at - finished["at"])
+        task = Task.objects.get(pk=task.pk)
+        mirrored = max((i.mirrored_at for i in task.images.all() if i.mirrored_at), default=None)  # None: not yet
+        stored = (mirrored.timestamp() if mirrored else time.time()) - finished["at"]
+        steps.append((task.finished_at.timestamp() - finished["at"], stored))
     browser.close()
+    # Where the time goes: the webhook applied, the images stored (the mirror job; the page may show an image
+    # before, from its source), then the page.
+    applied, stored = (sorted(step[i] * 1000 for step in steps) for i in (0, 1))
+    delivered = [(shown - step[1]) * 1000 for shown, step in zip(latencies, steps, strict=True)]
+    print(
+        f"    (medians from the sandbox's finish: applied {median(applied):.0f} ms, images stored "
+        f"{median(stored):.0f} ms; from stored to shown: median {median(delivered):.0f} ms, "
+        f"p95 {percentile(delivered, 0.95):.0f} ms)"
+    )
     if live_push and pulses:
         raise RuntimeError(f"live push, yet the page asked the pulse {len(pulses)} times")
 
