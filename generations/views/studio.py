@@ -56,10 +56,12 @@ def team_is_busy(team: Team) -> bool:
     )
 
 
-def _pulse_context(request: HttpRequest, team: Team, *, cursor: datetime, mine_only: bool) -> dict:
+def _pulse_context(request: HttpRequest, team: Team, *, cursor: datetime, mine_only: bool, page: bool = False) -> dict:
     if live.live_for(request):  # changes come as server-sent events: no pulse, no busy check
         return {
-            "live_url": live.events_url(team_id=team.pk, mine_only=mine_only),
+            "live": True,
+            # Only a whole page opens a stream (a fragment's answer leaves the page's stream alone).
+            "live_url": live.events_url(team_id=team.pk, mine_only=mine_only) if page else "",
             "mine_only": mine_only,
             "queue_paused": team.queue_paused_at is not None,
         }
@@ -74,7 +76,7 @@ def _pulse_context(request: HttpRequest, team: Team, *, cursor: datetime, mine_o
 def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object) -> dict:
     team = request.team
     mine_only = _mine_only(request)
-    pulse = _pulse_context(request, team, cursor=timezone.now(), mine_only=mine_only)  # before the cards are read
+    pulse = _pulse_context(request, team, cursor=timezone.now(), mine_only=mine_only, page=True)  # before the cards
     return {
         "team": team,
         "cards": _cards(team, mine_only=mine_only, user=request.user),
