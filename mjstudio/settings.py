@@ -259,6 +259,16 @@ LIVE_STREAM_MAXLEN = env.int("MJSTUDIO_LIVE_STREAM_MAXLEN", default=5000)
 # LIVE_STREAM_SECONDS: the browser reconnects at once, resuming where it was, with its login checked again.
 LIVE_HEARTBEAT_SECONDS = env.float("MJSTUDIO_LIVE_HEARTBEAT_SECONDS", default=15.0)
 LIVE_STREAM_SECONDS = env.float("MJSTUDIO_LIVE_STREAM_SECONDS", default=600.0)
+# Under ASGI Django runs each request's synchronous code in a thread of its own, so a connection kept by a thread
+# is never used again: on PostgreSQL every page would open one. A pool per process instead (psycopg's, through
+# Django's `pool` option, which wants CONN_MAX_AGE=0); DATABASE_POOL_SIZE connections at most per process.
+if LIVE_PUSH and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=16),
+        "timeout": 10,  # seconds a request waits for a free connection before it fails
+    }
 
 # --- Security ---------------------------------------------------------------------------------------------
 SECURE_CSP = {

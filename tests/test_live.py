@@ -6,6 +6,7 @@ closes, and 500 idle streams make no database query."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import json
 import os
@@ -100,6 +101,13 @@ def server(live) -> Iterator[str]:
     finally:
         uv.should_exit = True
         thread.join(timeout=15)
+        # The streams' connect step ran in asgiref's one shared thread, which outlives the server: its database
+        # connection goes now (PostgreSQL would refuse to drop the test database while it is open).
+        from asgiref.sync import SyncToAsync
+        from django.db import connections
+
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+        gc.collect()  # and those of the server's ended threads, which only the collector closes
 
 
 def session_cookie(user) -> str:
@@ -417,3 +425,27 @@ def test_it_reads_cards_once_per_batch_whatever_the_batch(server, live, alice, m
     # The team, the cards (with prompts, users and parents), their images, the queue line: not one per card.
     assert len(queries) - written <= 8, queries[written:]
     events.close()
+
+
+def test_live_push_on_postgresql_pools_connections_per_process():
+    # Under ASGI a connection kept by a request's own thread is never reused: a pool instead (read at startup).
+    import sys
+
+    code = "from django.conf import settings; d = settings.DATABASES['default']; print(d['CONN_MAX_AGE'], d['OPTIONS'])"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mjstudio.settings", "DATABASE_URL": "postgres://u:p@127.0.0.1/db"}
+    pooled = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        env={**env, "REDIS_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert pooled.startswith("0 ") and "'pool': {" in pooled and "'max_size': 16" in pooled
+    plain = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        env={k: v for k, v in env.items() if k != "REDIS_URL"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "pool" not in plain and not plain.startswith("0 ")
