@@ -281,6 +281,25 @@ def test_a_hidden_task_leaves_members_streams_and_stays_marked_for_staff(server,
     staff.close()
 
 
+def test_a_hidden_image_leaves_its_card_for_members_only(server, live, alice, bob):
+    from generations.models import Image
+    from generations.services import moderation
+    from tests.library_data import add_task
+
+    bob.is_staff = True
+    bob.save()
+    task = add_task(user=alice, text="a lighthouse in fog")
+    hidden = task.images.get(index=2)
+    members, staff = Events(server, session_cookie(alice)), Events(server, session_cookie(bob))
+    moderation.items_hide(actor=bob, items=Image.objects.filter(pk=hidden.pk), reason="off brief")
+    for_member, for_staff = members.next(), staff.next()
+    assert card_ids(for_member["data"]) == {task.pk} and card_ids(for_staff["data"]) == {task.pk}
+    assert f"/images/{hidden.pk}/" not in for_member["data"]  # three images left on the member's card
+    assert f"/images/{hidden.pk}/" in for_staff["data"] and "shot__hidden" in for_staff["data"]
+    members.close()
+    staff.close()
+
+
 def test_mine_only_streams_leave_out_teammates_cards(server, live, alice, bob, make_task):
     mine = Events(server, session_cookie(alice), query="?mine=1")
     theirs, ours = make_task(user=bob), make_task(user=alice)
