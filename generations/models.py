@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generations import actions, blockmatch
+from generations.live import stream
 
 
 class Team(models.Model):
@@ -100,7 +101,17 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def update_visibly(self, *, at: datetime | None = None, **changes: object) -> int:
         """An update that a card shows: it also bumps `updated_at`, which the live refresh asks about ("what
         changed since?"). Every such change goes through here; bookkeeping (last_heard_at) does not."""
-        return self.update(updated_at=at or timezone.now(), **changes)
+        if not stream.enabled():
+            return self.update(updated_at=at or timezone.now(), **changes)
+        # Live push names the changed tasks: exactly the rows read here (a row that starts to match meanwhile
+        # is left for its own writer), published once the transaction commits.
+        changed = list(self.values_list("pk", "team_id"))
+        if not changed:
+            return 0
+        count = self.filter(pk__in=[pk for pk, _ in changed]).update(updated_at=at or timezone.now(), **changes)
+        if count:
+            stream.tasks_changed(changed)
+        return count
 
 
 class Task(models.Model):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from generations.live import views as live
 from generations.views import (
     accounts,
     collections,
@@ -22,6 +23,7 @@ app_name = "generations"
 urlpatterns = [
     path("", studio.studio, name="studio"),
     path("studio/pulse/", studio.studio_pulse, name="pulse"),
+    path("studio/events/", live.studio_events, name="studio_events"),
     path("tasks/", studio.task_create, name="task_create"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task_detail"),
     path("tasks/<int:pk>/act/", tasks.task_act, name="task_act"),

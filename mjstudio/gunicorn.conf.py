@@ -7,12 +7,19 @@ Reload gracefully with `kill -HUP <master pid>`: new workers load the new code, 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjstudio.settings")
 
 chdir = str(Path(__file__).resolve().parent.parent)  # manage.py's folder, whatever the caller's
-wsgi_app = "mjstudio.wsgi:application"
+sys.path.insert(0, chdir)  # the settings decide the worker class below
+from django.conf import settings  # noqa: E402
+
+# Live push (REDIS_URL) keeps a server-sent event stream open per studio tab: uvicorn workers (ASGI) hold them on
+# an event loop; a gthread worker would spend a thread on each. Without it, gthread (WSGI) as before.
+live_push = settings.LIVE_PUSH
+wsgi_app = "mjstudio.asgi:application" if live_push else "mjstudio.wsgi:application"
 # Loopback by default: a reverse proxy on the same box terminates TLS and forwards here.
 bind = [f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
 
@@ -20,7 +27,7 @@ bind = [f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
 cores = os.cpu_count() or 1
 workers = int(os.environ.get("WEB_CONCURRENCY", cores + 1))
 threads = int(os.environ.get("WEB_THREADS", 4))
-worker_class = "gthread"
+worker_class = "generations.live.worker.StudioUvicornWorker" if live_push else "gthread"
 timeout = 30  # a worker silent this long is killed and replaced
 graceful_timeout = 30  # on HUP/TERM, requests in flight get this long to finish
 keepalive = 5  # seconds an idle keep-alive connection from the proxy is kept

@@ -304,6 +304,29 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 if env("REDIS_URL", default=""):
     CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_URL")}
 
+# --- Live push ------------------------------------------------------------------------------------------------
+# With REDIS_URL, every committed change to a card goes to its team's Redis Stream, and open studio pages receive
+# the changed cards as server-sent events (generations/live/); gunicorn then serves the site with uvicorn workers
+# (ASGI). Without Redis (or with MJSTUDIO_LIVE_PUSH=false) the page asks for changes every half second (the pulse).
+LIVE_REDIS_URL = env("REDIS_URL", default="")
+LIVE_PUSH = bool(LIVE_REDIS_URL) and env.bool("MJSTUDIO_LIVE_PUSH", default=True)
+# Entries kept per team (about): a page away longer than this many changes gets its newest cards again instead.
+LIVE_STREAM_MAXLEN = env.int("MJSTUDIO_LIVE_STREAM_MAXLEN", default=5000)
+# An idle stream sends a comment this often (proxies close silent connections), and ends after
+# LIVE_STREAM_SECONDS: the browser reconnects at once, resuming where it was, with its login checked again.
+LIVE_HEARTBEAT_SECONDS = env.float("MJSTUDIO_LIVE_HEARTBEAT_SECONDS", default=15.0)
+LIVE_STREAM_SECONDS = env.float("MJSTUDIO_LIVE_STREAM_SECONDS", default=600.0)
+# Under ASGI Django runs each request's synchronous code in a thread of its own, so a connection kept by a thread
+# is never used again: on PostgreSQL every page would open one. A pool per process instead (psycopg's, through
+# Django's `pool` option, which wants CONN_MAX_AGE=0); DATABASE_POOL_SIZE connections at most per process.
+if LIVE_PUSH and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=16),
+        "timeout": 10,  # seconds a request waits for a free connection before it fails
+    }
+
 # --- Security ---------------------------------------------------------------------------------------------
 SECURE_CSP = {
     "default-src": [CSP.SELF],

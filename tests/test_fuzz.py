@@ -192,6 +192,8 @@ class Route:
 ROUTES = {
     "studio": Route("/", ("GET",), {"mine": ("1", "0")}),
     "pulse": Route("/studio/pulse/", ("GET",), {"since": ("{since}",), "after": ("1", "{task_id}"), "mine": ("1",)}),
+    # Under the test client (WSGI) a 404: the stream is served under ASGI only (tests/test_live.py).
+    "studio_events": Route("/studio/events/", ("GET",), {"after": ("0-0", "1-1"), "mine": ("1",)}),
     "task_create": Route(
         "/tasks/",
         ("POST",),

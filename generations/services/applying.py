@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from generations import actions
 from generations.apiframe import InvalidPayload, TaskState
+from generations.live import stream
 from generations.models import Image, Task, WebhookDelivery
 from generations.services import mirroring, queue
 from generations.services.collections import collection_add_task_images
@@ -138,6 +139,7 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
         if _task_move_forward(task_id=task.pk, status=status, changes=changes, now=now):
             outcome = WebhookDelivery.Outcome.APPLIED
             task.status = status
+            stream.task_changed(task_id=task.pk, team_id=task.team_id)  # a visible change outside update_visibly
             if status in (Task.Status.FINISHED, Task.Status.FAILED):
                 queue.queue_dispatch_after_commit()  # a slot is free: the next task in line goes
             if urls:
@@ -195,7 +197,9 @@ def _quoted(model: type[models.Model], *names: str) -> list[str]:
 
 
 # What applying reads of a task, in the model's field order: Model.from_db takes the values in that order.
-_FOUND = tuple(f.name for f in Task._meta.concrete_fields if f.name in {"id", "action", "status", "collection"})
+_FOUND = tuple(
+    f.name for f in Task._meta.concrete_fields if f.name in {"id", "team", "action", "status", "collection"}
+)  # team: live push names it
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.apiframe import ApiframeClient, ApiframeError, RateLimited, UpstreamUnavailable
+from generations.live import stream
 from generations.models import Collection, Image, Prompt, Task, Team
 from generations.services import blocklist, limits, queue
 from generations.services.applying import webhooks_apply_early
@@ -105,6 +106,7 @@ def _task_create(
                 Task.objects.filter(pk=task.pk).update(root=task)
                 task.root = task
             queue.queue_dispatch_after_commit()  # its turn may be now; either way its card shows its place
+            stream.task_changed(task_id=task.pk, team_id=task.team_id)  # teammates' open studios get the card
     except IntegrityError:
         # Two requests with one key raced past the lookup above: the first one's task stands.
         existing = same_request.first()

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from generations import params
 from generations.forms import ImagineForm
+from generations.live import views as live
 from generations.models import Image, Prompt, Task, Team
 from generations.services import blocklist, limits, submitting
 from generations.views.queue import queue_context
@@ -55,7 +56,15 @@ def team_is_busy(team: Team) -> bool:
     )
 
 
-def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
+def _pulse_context(request: HttpRequest, team: Team, *, cursor: datetime, mine_only: bool, page: bool = False) -> dict:
+    if live.live_for(request):  # changes come as server-sent events: no pulse, no busy check
+        return {
+            "live": True,
+            # Only a whole page opens a stream (a fragment's answer leaves the page's stream alone).
+            "live_url": live.events_url(team_id=team.pk, mine_only=mine_only) if page else "",
+            "mine_only": mine_only,
+            "queue_paused": team.queue_paused_at is not None,
+        }
     return {
         "pulse_cursor": cursor.isoformat(),
         "pulse_seconds": PULSE_BUSY_SECONDS if team_is_busy(team) else PULSE_IDLE_SECONDS,
@@ -67,12 +76,13 @@ def _pulse_context(team: Team, *, cursor: datetime, mine_only: bool) -> dict:
 def _studio_context(request: HttpRequest, *, form: ImagineForm, **extra: object) -> dict:
     team = request.team
     mine_only = _mine_only(request)
+    pulse = _pulse_context(request, team, cursor=timezone.now(), mine_only=mine_only, page=True)  # before the cards
     return {
         "team": team,
         "cards": _cards(team, mine_only=mine_only, user=request.user),
         "page_size": STUDIO_PAGE_SIZE,
         "form": form,
-        **_pulse_context(team, cursor=timezone.now(), mine_only=mine_only),
+        **pulse,
         **queue_context(request),
         **extra,
     }
@@ -159,7 +169,7 @@ def render_new_card(request: HttpRequest, task: Task, context: dict) -> HttpResp
     context = {
         **context,
         "new_task": Task.objects.for_cards().get(pk=task.pk),
-        **_pulse_context(team, cursor=timezone.now(), mine_only=_mine_only(request)),
+        **_pulse_context(request, team, cursor=timezone.now(), mine_only=_mine_only(request)),
     }
     return render(request, "generations/new_task_response.html", context)
 
@@ -186,17 +196,23 @@ def studio_pulse(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=204)
     # The cards' images as the user may see them: a hidden image leaves its card (staff keep it, marked).
     batch = list(changed.for_cards(user=request.user).order_by("updated_at", "pk")[: PULSE_MAX_CARDS + 1])
-    pulse = _pulse_context(team, cursor=now, mine_only=mine_only)
+    pulse = _pulse_context(request, team, cursor=now, mine_only=mine_only)
     if len(batch) > PULSE_MAX_CARDS:  # a burst: the oldest changes now, the rest on the next pulse, soon
         batch = batch[:PULSE_MAX_CARDS]
         pulse.update(
             pulse_cursor=batch[-1].updated_at.isoformat(), pulse_after=batch[-1].pk, pulse_seconds=PULSE_BUSY_SECONDS
         )
+    context = {**pulse, **changed_cards_context(request, batch, mine_only=mine_only)}
+    return render(request, "generations/pulse_response.html", context)
+
+
+def changed_cards_context(request: HttpRequest, batch: list[Task], *, mine_only: bool) -> dict:
+    """Changed cards as the pulse and the live stream send them (pulse_response.html), from tasks read with
+    `for_cards(user=)`: a hidden image has left its card already (staff keep it, marked)."""
     # A task hidden by a moderator leaves open studios: its card is deleted there (staff keep it, marked).
     staff = request.user.is_staff
     removed = [task.pk for task in batch if task.hidden_at is not None and not staff]
     # Oldest first, so that cards new to the page, each put on top, end up newest on top.
     cards = sorted((t for t in batch if staff or t.hidden_at is None), key=lambda task: task.created_at)
     # The queue line too: paused or resumed meanwhile.
-    context = {"cards": cards, "removed": removed, **pulse, **queue_context(request)}
-    return render(request, "generations/pulse_response.html", context)
+    return {"cards": cards, "removed": removed, "mine_only": mine_only, **queue_context(request)}

@@ -135,3 +135,14 @@ document.addEventListener("keydown", (event) => {
     event.target.form.requestSubmit();
   }
 });
+
+// Live push: a stream that failed outright (a 5xx, a restarting server) is opened again by htmx from its
+// sse-connect URL, which carries no Last-Event-ID: keep that URL's position at the last change received.
+document.addEventListener("htmx:sseMessage", (event) => {
+  const id = event.detail?.lastEventId;
+  const live = event.target.closest?.("[sse-connect]");
+  if (!id || !live) return;
+  const url = new URL(live.getAttribute("sse-connect"), location.href);
+  url.searchParams.set("after", id);
+  live.setAttribute("sse-connect", url.pathname + url.search);
+});

@@ -1,0 +1,42 @@
+"""Live push in real Chromium: the whole studio (runstudio: gunicorn with uvicorn workers, workers, poller, sandbox)
+on a real redis-server; a prompt's card updates to its images through server-sent events, with no pulse at all."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from bench.stack import DEMO_PASSWORD, DEMO_USER, running_stack
+from tests.test_live import redis_url  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_card_updates_live_through_server_sent_events_without_the_pulse(redis_url: str, page: Page) -> None:  # noqa: F811
+    with running_stack(REDIS_URL=redis_url, SANDBOX_TASK_SECONDS="1.0") as stack:
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        page.goto(f"{stack.url}/accounts/login/")
+        page.get_by_label("Username").fill(DEMO_USER)
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("button", name="Imagine")).to_be_visible()
+        expect(page.locator("#live[sse-connect]")).to_have_count(1)
+        assert page.locator("#pulse").count() == 0
+
+        # A teammate's tab would get the same events; this one also gets the card from its own submit.
+        page.get_by_role("textbox", name="Prompt").fill("lanterns over a night river, live")
+        page.get_by_role("button", name="Imagine").click()
+        card = page.locator("#cards > article.card").first
+        expect(card).to_have_attribute("data-status", "finished", timeout=30_000)
+        expect(card).to_have_attribute("data-ready", "true", timeout=30_000)
+        page.wait_for_function(
+            "card => { const i = [...card.querySelectorAll('.shot__link img')];"
+            " return i.length === 4 && i.every((x) => x.complete && x.naturalWidth > 0); }",
+            arg=card.element_handle(),
+            timeout=30_000,
+        )
+        # The stream's URL now resumes after the last change it received (for htmx's own reconnects).
+        assert "after=" in page.locator("#live").get_attribute("sse-connect")
+        assert [url for url in asked if "/studio/events/" in url], "the page never opened its event stream"
+        assert not [url for url in asked if "/studio/pulse/" in url], "the page fell back to the pulse"
