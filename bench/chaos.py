@@ -68,6 +68,8 @@ ACTION_SHARE = 0.05  # of finished grids get an upscale or a vary
 ACTIONS = (("upscale:subtle", 1), ("vary:subtle", 2), ("upscale:creative", 3), ("vary:strong", 4))
 ZERO_COLUMNS = ("lost", "images missing", "duplicates", "5xx")
 TERMINAL = ("finished", "failed", "timed_out")
+OWN_VARIABLES = ("DJANGO_", "APIFRAME_", "MJSTUDIO_", "SANDBOX_", "DATABASE_", "TASKS_", "REDIS_", "AWS_", "WEB_")
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STATUS = re.compile(r'" (\d{3}) ')  # gunicorn's access log: ... "GET /path HTTP/1.1" 200 1234 ...
 
 
@@ -106,6 +108,14 @@ def worker_command(*, redis: bool) -> list[str]:
     return [*manage, "db_worker", "--queue-name", "default,mirror", "--interval", "0.2", "--no-reload"]
 
 
+def _die_with_parent() -> None:
+    """In a child, before it runs: on Linux, get SIGTERM if the chaos run dies, even of a SIGKILL."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Processes:
     """The stack's processes, each in a process group of its own, logging to files in `folder`."""
 
@@ -119,7 +129,13 @@ class Processes:
         self.commands[name] = command
         log = open(self.folder / f"{name}.log", "a")  # noqa: SIM115 - kept open for the child's life
         self.running[name] = subprocess.Popen(  # noqa: S603 - our own commands
-            command, env={**self.env, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, process_group=0
+            command,
+            env={**self.env, **env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            preexec_fn=_die_with_parent,
         )
         log.close()  # the child holds its own copy
 
@@ -208,7 +224,8 @@ def fresh_postgres(url: str) -> None:
 
 def stack_env(args: argparse.Namespace, tmp: Path, sandbox_port: int, web_port: int, redis_url: str) -> dict[str, str]:
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "APIFRAME_", "MJSTUDIO_", "SANDBOX_"))},
+        # None of the caller's configuration leaks in (CI's DATABASE_URL, TASKS_BACKEND, a bucket).
+        **{k: v for k, v in os.environ.items() if not k.startswith(OWN_VARIABLES)},
         "DJANGO_DEBUG": "true",
         "DATABASE_URL": args.database or f"sqlite:///{tmp}/db.sqlite3",
         "MEDIA_ROOT": str(tmp / "media"),
@@ -388,6 +405,13 @@ def images_check(clients: dict[str, Client], *, threads: int) -> tuple[int, int,
     return expected, expected - served_count, duplicates
 
 
+def _request(task: dict) -> tuple:
+    """What one submit asked the sandbox for: a prompt, or an action on one picture of a parent."""
+    if task["task_type"] == "imagine":
+        return (task["prompt"],)
+    return (task["parent_task_id"], task["task_type"], task["index"], task["option"])
+
+
 def compare(sandbox_tasks: list[dict], prompts: list[str]) -> dict[str, int]:
     """lost, mismatched and duplicates, from the sandbox's record and the studio's tasks."""
     from django.db.models import Count
@@ -408,10 +432,7 @@ def compare(sandbox_tasks: list[dict], prompts: list[str]) -> dict[str, int]:
     known = {task["task_id"] for task in sandbox_tasks}
     mismatched += sum(1 for upstream_id in by_upstream if upstream_id not in known)
     # One submit, one upstream task: the same prompt (or action on the same picture) twice is a duplicate.
-    asked = Counter(
-        (t["prompt"],) if t["task_type"] == "imagine" else (t["parent_task_id"], t["task_type"], t["index"], t["option"])
-        for t in sandbox_tasks
-    )
+    asked = Counter(_request(t) for t in sandbox_tasks)
     twice_upstream = sum(n - 1 for n in asked.values())
     twice_in_studio = sum(len(statuses) - 1 for statuses in by_upstream.values())
     per_prompt = (
@@ -551,7 +572,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100)
-    parser.add_argument("--database", default="", help="a postgres:// URL, recreated empty (default: a new SQLite file)")
+    parser.add_argument("--database", default="", help="a postgres:// URL, recreated empty (default: new SQLite)")
     parser.add_argument("--redis", action="store_true", help="start a redis-server and run the jobs on RQ")
     parser.add_argument("--web", type=int, default=1, help="web processes (gunicorn masters)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers in each web process")
@@ -571,8 +592,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds run(): every process it started is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _stop)
     row = run(args)
     print_table(row)
     return 0 if all(row[column] == 0 for column in ZERO_COLUMNS) and row["settled"] else 1

@@ -38,7 +38,8 @@ class SandboxConfig:
     @classmethod
     def from_env(cls) -> SandboxConfig:
         """SANDBOX_API_KEY, SANDBOX_TASK_SECONDS, SANDBOX_CONCURRENCY, SANDBOX_FAULTS ("webhook_drop=1,
-        submit_429=0.2"), SANDBOX_SEED, SANDBOX_BANNED_WORDS (comma list; empty bans nothing), SANDBOX_IMAGE_SIDE (px)."""
+        submit_429=0.2"), SANDBOX_SEED, SANDBOX_BANNED_WORDS (comma list; empty bans nothing),
+        SANDBOX_IMAGE_SIDE (px)."""
         env = os.environ
         config = cls()
         banned = env.get("SANDBOX_BANNED_WORDS")
