@@ -99,13 +99,16 @@ class Tally:
 # --- the processes ---------------------------------------------------------------------------------------------
 
 
-def worker_command(*, redis: bool) -> list[str]:
-    """One background worker serving both queues: what the Procfile's worker lines run for the configured backend."""
+def worker_command(n: int, *, redis: bool) -> list[str]:
+    """The n-th background worker: both queues, in turns of first choice (a worker always taking submits first
+    would leave the images of thousands of finished grids unsaved until the last prompt is sent). What the
+    Procfile's worker lines run for the configured backend."""
     manage = [sys.executable, str(ROOT / "manage.py")]
+    queues = ["default", "mirror"] if n % 2 == 0 else ["mirror", "default"]
     if redis:
         # django-tasks-rq's documented worker; the scheduler moves jobs queued with run_after when they are due.
-        return [*manage, "rqworker", "default", "mirror", "--job-class", "django_tasks_rq.Job", "--with-scheduler"]
-    return [*manage, "db_worker", "--queue-name", "default,mirror", "--interval", "0.2", "--no-reload"]
+        return [*manage, "rqworker", *queues, "--job-class", "django_tasks_rq.Job", "--with-scheduler"]
+    return [*manage, "db_worker", "--queue-name", ",".join(queues), "--interval", "0.2", "--no-reload"]
 
 
 def _die_with_parent() -> None:
@@ -242,11 +245,12 @@ def stack_env(args: argparse.Namespace, tmp: Path, sandbox_port: int, web_port: 
         "SANDBOX_BANNED_WORDS": "",
         "APIFRAME_WEBHOOK_URL": f"http://127.0.0.1:{web_port}/webhooks/apiframe/",
         "APIFRAME_WEBHOOK_SECRET": SECRET,
-        # Limits lifted: no per-user rate, no team cap, no fair-queue cap (the sandbox's plan queues instead).
+        # Limits lifted: no per-user rate, no team cap; the fair queue sends as many at once as the sandbox's plan
+        # runs (its clock starts then: thousands of submits waiting for a worker would otherwise time out).
         "MJSTUDIO_SUBMIT_MAX": "0",
         "MJSTUDIO_TEAM_MAX_IN_FLIGHT": "0",
-        "APIFRAME_CONCURRENCY": "0",
-        # A task's deadline is far beyond the sandbox's queue at this size; a quiet task is polled after 5 s.
+        "APIFRAME_CONCURRENCY": str(args.sandbox_concurrency),
+        # A quiet task is polled after 5 s.
         "MJSTUDIO_TASK_TIMEOUT": str(args.task_timeout),
         "MJSTUDIO_POLL_AFTER": "5",
         # A killed worker's job shows as running until this long has passed; then the poller's sweeps redo it.
@@ -502,8 +506,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "--config", "mjstudio/gunicorn.conf.py"]
             processes.start(f"web{n}", [*gunicorn, "--access-logfile", str(tmp / f"access-{n}.log")], PORT=str(port))
         workers = [f"worker{n}" for n in range(args.workers)]
-        for name in workers:
-            processes.start(name, worker_command(redis=args.redis))
+        for n, name in enumerate(workers):
+            processes.start(name, worker_command(n, redis=args.redis))
         processes.start("poller", [*manage, "pollapiframe"])
         sandbox_url = f"http://{env['SANDBOX_ADDR']}"
         wait_until_up(f"{sandbox_url}/_sandbox/stats", processes)
@@ -580,8 +584,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-worker-every", type=float, default=0, help="SIGKILL a random worker every S seconds")
     parser.add_argument("--clients", type=int, default=6, help="requests the load generator sends at once")
     parser.add_argument("--task-seconds", type=float, default=1.0, help="SANDBOX_TASK_SECONDS")
-    parser.add_argument("--sandbox-concurrency", type=int, default=50, help="SANDBOX_CONCURRENCY")
-    parser.add_argument("--task-timeout", type=float, default=1800, help="MJSTUDIO_TASK_TIMEOUT")
+    parser.add_argument(
+        "--sandbox-concurrency", type=int, default=50, help="SANDBOX_CONCURRENCY, and APIFRAME_CONCURRENCY to match"
+    )
+    parser.add_argument("--task-timeout", type=float, default=300, help="MJSTUDIO_TASK_TIMEOUT")
     parser.add_argument("--wait", type=float, default=0, help="give up after this many seconds (default: by size)")
     parser.add_argument("--no-actions", dest="actions", action="store_false", help="prompts only")
     parser.add_argument("--faults", default=FAULTS)
