@@ -16,8 +16,9 @@ When every task has ended (or --wait runs out), each task is compared with the s
   hash the database holds);
 - duplicates: two studio tasks for one sandbox task, two sandbox tasks for one submit (a prompt or an action sent
   upstream twice), two studio tasks for one prompt, or two images for one place in a grid;
-- 5xx: answers >= 500 in the web processes' access logs (the load generator, the pages and the webhooks), plus
-  requests of the load generator that got no answer at all;
+- 5xx: answers >= 500 in the web processes' access logs (the load generator, the pages and the webhooks) or seen
+  by the load generator, and web workers killed for their timeout; requests that got no answer at all (a keep-alive
+  connection closed under them) are listed beside it, and sent again with the same idempotency key;
 - seconds: from the first submit until everything ended.
 Exits 1 unless lost, images missing, duplicates and 5xx are all 0. The last line is the table as JSON.
 
@@ -85,13 +86,15 @@ class Client:
 @dataclass
 class Tally:
     answers: Counter[int] = field(default_factory=Counter)  # HTTP status -> count, of the load generator
-    no_answer: int = 0
+    # Requests that got no answer, by exception (a keep-alive connection the server had just closed, mostly): sent
+    # again with the same idempotency key. A web worker killed for its timeout is counted as a 5xx instead.
+    no_answer: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note(self, status: int | None) -> None:
+    def note(self, status: int | None, error: str = "") -> None:
         with self.lock:
             if status is None:
-                self.no_answer += 1
+                self.no_answer[error] += 1
             else:
                 self.answers[status] += 1
 
@@ -306,8 +309,8 @@ def post(client: Client, path: str, data: dict, tally: Tally, *, tries: int = 3)
     for _ in range(tries):
         try:
             status = client.session.post(f"{client.url}{path}", data=data, timeout=60).status_code
-        except requests.RequestException:
-            tally.note(None)
+        except requests.RequestException as exc:
+            tally.note(None, exc.__class__.__name__)
             continue
         tally.note(status)
         return status
@@ -454,7 +457,9 @@ def compare(sandbox_tasks: list[dict], prompts: list[str]) -> dict[str, int]:
 
 
 def server_errors(folder: Path) -> int:
-    count = 0
+    """5xx answers in the access logs, and requests whose gunicorn worker was killed for its timeout (no access
+    log line; a proxy would have answered 502)."""
+    count = sum(log.read_text().count("WORKER TIMEOUT") for log in folder.glob("web*.log"))
     for log in folder.glob("access-*.log"):
         for line in log.read_text().splitlines():
             match = STATUS.search(line)
@@ -560,7 +565,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "images": expected_images,
             "images missing": missing,
             "duplicates": found["duplicates"] + duplicate_images,
-            "5xx": errors + tally.no_answer,
+            "5xx": errors + sum(status >= 500 for status in tally.answers.elements()),
+            "no answer": ", ".join(f"{k} {v}" for k, v in sorted(tally.no_answer.items())) or "0",
             "seconds": round(seconds),
             "sandbox tasks": len(sandbox_tasks),
             "sandbox finished": sum(t["status"] == "finished" for t in sandbox_tasks),
