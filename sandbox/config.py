@@ -21,6 +21,8 @@ class SandboxConfig:
     # Where finished tasks are kept across restarts (None: memory only), so a restarted demo can still
     # vary, pan and zoom yesterday's grids.
     data_dir: str | None = None
+    # The long side of a grid image in px: small ones keep a run of thousands of tasks light (memory, CPU).
+    image_side: int = 512
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULTS)
@@ -28,13 +30,16 @@ class SandboxConfig:
             raise ValueError(f"unknown sandbox faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         if any(not 0 <= rate <= 1 for rate in self.faults.values()):
             raise ValueError("sandbox fault rates must be between 0 and 1")
+        if not 16 <= self.image_side <= 2048:
+            raise ValueError("image_side must be between 16 and 2048 px")
         if self.task_seconds <= 0 or self.concurrency < 1:
             raise ValueError("task_seconds must be positive and concurrency at least 1")
 
     @classmethod
     def from_env(cls) -> SandboxConfig:
         """SANDBOX_API_KEY, SANDBOX_TASK_SECONDS, SANDBOX_CONCURRENCY, SANDBOX_FAULTS ("webhook_drop=1,
-        submit_429=0.2"), SANDBOX_SEED, SANDBOX_BANNED_WORDS (comma list; empty bans nothing)."""
+        submit_429=0.2"), SANDBOX_SEED, SANDBOX_BANNED_WORDS (comma list; empty bans nothing),
+        SANDBOX_IMAGE_SIDE (px)."""
         env = os.environ
         config = cls()
         banned = env.get("SANDBOX_BANNED_WORDS")
@@ -46,6 +51,7 @@ class SandboxConfig:
             seed=int(env["SANDBOX_SEED"]) if env.get("SANDBOX_SEED") else None,
             banned_words=config.banned_words if banned is None else tuple(_words(banned)),
             data_dir=env.get("SANDBOX_DATA_DIR") or None,
+            image_side=int(env.get("SANDBOX_IMAGE_SIDE", config.image_side)),
         )
 
 

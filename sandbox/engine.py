@@ -245,6 +245,22 @@ class Engine:
             credits = self.credits
         return {"requests": requests, "tasks": dict(statuses), "webhooks": self.webhooks.snapshot(), "credits": credits}
 
+    def record(self) -> list[dict]:
+        """Every task this engine made, oldest first, as a benchmark compares them with a studio's: what was
+        asked, how it ended, and its image links (the chaos run's ground truth; not part of Apiframe)."""
+        with self._lock:
+            tasks = list(self._tasks.values())
+            return [
+                {
+                    **task.as_json(self.base_url),
+                    "prompt": task.spec.prompt,
+                    "parent_task_id": task.spec.parent_task_id,
+                    "index": task.spec.index,
+                    "option": task.spec.option,
+                }
+                for task in tasks
+            ]
+
     # --- the clock -------------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -279,7 +295,9 @@ class Engine:
         task.status, task.started = "starting", now
         if not task.doomed:
             # Painting happens while the task "processes", so a finished task has its pictures ready.
-            task.render = self._renderer.submit(_render, task.spec, task.prompt, task.seed, task.parent)
+            task.render = self._renderer.submit(
+                _render, task.spec, task.prompt, task.seed, task.parent, self.config.image_side
+            )
 
     def _advance(self, task: Task, now: float) -> None:
         total = self.config.task_seconds
@@ -310,11 +328,11 @@ def _panned_side(size: tuple[int, int], direction: str) -> int:
     return max(w + w // 2, h) if direction in ("left", "right") else max(w, h + h // 2)
 
 
-def _render(spec: Spec, prompt: str, seed: int, parent: Stored | None) -> Result:
+def _render(spec: Spec, prompt: str, seed: int, parent: Stored | None, side: int = images.LONG_SIDE) -> Result:
     """Paint a task's pictures (on a render thread, outside the engine's lock)."""
     scene = scene_for(prompt)
     if spec.action == "imagine":
-        pictures = images.imagine(scene, images.size_for(spec.aspect), seed)
+        pictures = images.imagine(scene, images.size_for(spec.aspect, side), seed)
     else:
         assert parent is not None  # every action but imagine has a parent picture
         source = parent.picture()

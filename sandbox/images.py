@@ -29,12 +29,12 @@ class Picture:
     painted: bool = True  # every pixel is the world as painted (a vary bends and recolours it)
 
 
-def size_for(aspect: tuple[int, int]) -> Size:
-    """The size of one grid image: the aspect ratio with the long side LONG_SIDE px."""
+def size_for(aspect: tuple[int, int], long_side: int = LONG_SIDE) -> Size:
+    """The size of one grid image: the aspect ratio with the long side LONG_SIDE px (or `long_side`)."""
     a, b = aspect
     if a >= b:
-        return LONG_SIDE, max(1, round(LONG_SIDE * b / a))
-    return max(1, round(LONG_SIDE * a / b)), LONG_SIDE
+        return long_side, max(1, round(long_side * b / a))
+    return max(1, round(long_side * a / b)), long_side
 
 
 def to_png(image: Image.Image) -> bytes:

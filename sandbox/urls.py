@@ -18,5 +18,7 @@ urlpatterns = [
     path("cdn/<uuid:task_id>/<str:name>.png", views.image, name="image"),
     # Not part of Apiframe: request counters for benchmarks and curious developers.
     path("_sandbox/stats", views.stats, name="stats"),
+    # Not part of Apiframe either: every task made and how it ended, for the chaos run's comparison.
+    path("_sandbox/tasks", views.tasks, name="tasks"),
     re_path(r"", views.not_found),
 ]

@@ -143,5 +143,12 @@ def stats(request: HttpRequest) -> HttpResponseBase:
 
 @csrf_exempt
 @login_not_required
+@require_GET
+def tasks(request: HttpRequest) -> HttpResponseBase:
+    return JsonResponse({"tasks": _engine(request).record()})
+
+
+@csrf_exempt
+@login_not_required
 def not_found(request: HttpRequest) -> HttpResponseBase:
     return _errors(f"Not found: {request.path}", status=404)

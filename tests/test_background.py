@@ -588,3 +588,38 @@ def test_a_finished_tasks_first_mirror_job_is_noted_so_the_sweep_adds_none(
     assert set(task.images.values_list("mirror_job_id", flat=True)) == {str(job.id)}
     Task.objects.filter(pk=task.pk).update(finished_at=timezone.now() - timedelta(minutes=5))  # the worker is down
     assert polling.images_requeue_unmirrored(now=timezone.now() + timedelta(minutes=10)) == 0
+
+
+# --- A submit job a killed worker took is sent again ----------------------------------------------------------
+
+
+def test_a_task_whose_submit_job_was_lost_is_queued_again_once_per_grace(make_task, db_queue):
+    """The chaos run's finding: a worker SIGKILLed after taking a submit job and before claiming its task left the
+    task in its slot until the deadline timed it out."""
+    now = timezone.now()
+    dispatched = now - timedelta(minutes=3)
+    lost = make_task(status="queued", dispatched_at=dispatched, updated_at=dispatched)
+    busy = make_task(status="queued", dispatched_at=dispatched, updated_at=now - timedelta(seconds=5), error="429")
+    fresh = make_task(status="queued", dispatched_at=now, updated_at=now)
+    waiting = make_task(status="queued", dispatched_at=None, updated_at=dispatched)
+    sending = make_task(status="submitting", dispatched_at=dispatched, updated_at=dispatched)
+    assert polling.tasks_requeue_unsent(now=now) == 1
+    (job,) = DBTaskResult.objects.all()
+    assert (job.status, job.args_kwargs["args"]) == (TaskResultStatus.READY, [lost.pk])
+    assert polling.tasks_requeue_unsent(now=now + timedelta(seconds=30)) == 0  # the new job gets its own grace
+    assert DBTaskResult.objects.count() == 1
+    for task in (busy, fresh, waiting, sending):
+        task.refresh_from_db()
+    assert [t.status for t in (busy, fresh, waiting, sending)] == ["queued", "queued", "queued", "submitting"]
+    # The job sends it as any submit would; the first job, had it only been slow, finds it taken and sends nothing.
+    calls = []
+
+    class Api:
+        def imagine(self, **kwargs):
+            calls.append(kwargs)
+            return "upstream-1"
+
+    submitting.task_submit(task_id=lost.pk, client=Api())
+    submitting.task_submit(task_id=lost.pk, client=Api())
+    lost.refresh_from_db()
+    assert (lost.status, lost.apiframe_task_id, len(calls)) == ("pending", "upstream-1", 1)

@@ -545,6 +545,42 @@ def test_requests_are_counted_by_path_and_shown_at_the_stats_page(sandbox: Any) 
     assert stats["tasks"] == {"finished": 1}
 
 
+@pytest.mark.sandbox(faults={"task_fail": 1.0})
+def test_it_lists_every_task_it_made_with_how_it_ended_at_the_tasks_page(sandbox: Any) -> None:
+    doomed = submit(sandbox, "imagine", prompt="a fox")
+    wait_for(lambda: fetch(sandbox, doomed)["status"] == "failed")
+    sandbox.engine.config.faults["task_fail"] = 0.0  # the dice read the config's own dict
+    grid = finished(sandbox, submit(sandbox, "imagine", prompt="a heron"))
+    upscaled = finished(sandbox, submit(sandbox, "upscale", parent_task_id=grid["task_id"], index="2", type="subtle"))
+    record = requests.get(f"{sandbox.url}/_sandbox/tasks", timeout=10).json()["tasks"]
+    assert [(t["task_id"], t["status"], t["prompt"]) for t in record] == [
+        (doomed, "failed", "a fox"),
+        (grid["task_id"], "finished", "a heron"),
+        (upscaled["task_id"], "finished", ""),
+    ]
+    assert record[1]["image_urls"] == grid["image_urls"] and len(record[1]["image_urls"]) == 4
+    assert (record[2]["parent_task_id"], record[2]["index"], record[2]["image_url"]) == (
+        grid["task_id"],
+        2,
+        upscaled["image_url"],
+    )
+    assert "image_urls" not in record[0] and record[0]["error"]
+
+
+@pytest.mark.sandbox(image_side=96)
+def test_image_side_sets_the_size_of_grid_images(sandbox: Any) -> None:
+    _, grid = grid_of(sandbox, aspect_ratio="16:9")
+    assert [image.size for image in grid] == [(96, 54)] * 4
+
+
+def test_an_image_side_out_of_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_IMAGE_SIDE", "8")
+    with pytest.raises(ValueError, match="image_side"):
+        SandboxConfig.from_env()
+    monkeypatch.setenv("SANDBOX_IMAGE_SIDE", "200")
+    assert SandboxConfig.from_env().image_side == 200
+
+
 def test_runsandbox_serves_with_the_environment_and_stops_on_sigterm() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

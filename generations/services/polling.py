@@ -10,6 +10,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
+from generations import jobs
 from generations.apiframe import ApiframeClient
 from generations.models import Image, Task, WebhookDelivery
 from generations.services import mirroring, queue
@@ -119,4 +120,30 @@ def images_requeue_unmirrored(*, now: datetime | None = None, grace: float = 60.
         if not any(mirroring.job_waits(job_id) for job_id in job_ids):
             mirroring.task_mirror_enqueue(task_id=task_id)
             requeued += 1
+    return requeued
+
+
+# Longer than the longest wait a busy Apiframe asks for (60 s, services/submitting.py) plus a busy queue's backlog.
+UNSENT_GRACE = timedelta(seconds=120)
+
+
+def tasks_requeue_unsent(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Queue the submit job again for tasks the fair queue let go long ago that no job has picked up: a worker
+    killed after taking the job and before claiming the task, or a process that died between granting the slot
+    and queueing the job. Without this they would sit in their slot until the deadline times them out.
+
+    Harmless if the first job still waits: task_submit claims a task once, and a second job sends nothing.
+    Each task is queued again at most once per UNSENT_GRACE (its updated_at moves).
+    """
+    now = now or timezone.now()
+    unsent = Task.objects.filter(
+        status=Task.Status.QUEUED, dispatched_at__lt=now - UNSENT_GRACE, updated_at__lt=now - UNSENT_GRACE
+    )
+    requeued = 0
+    for pk in unsent.order_by("dispatched_at").values_list("pk", flat=True)[:limit]:
+        if unsent.filter(pk=pk).update_visibly(at=now):  # a second poller finds it moved, and leaves it
+            jobs.submit_task.enqueue(pk)
+            requeued += 1
+    if requeued:
+        logger.warning("queued the submit of %s tasks again: their jobs were lost", requeued)
     return requeued

@@ -72,6 +72,7 @@ class Command(BaseCommand):
                 self.last_sweep = time.monotonic()  # a failing sweep is tried again next period, not every round
                 housekeeping.jobs_reap_running()
                 polling.images_requeue_unmirrored()
+                polling.tasks_requeue_unsent()
                 housekeeping.chores_run_due()
             polling.tasks_expire_overdue()
             queue.queue_dispatch()  # a lost wake-up (a dispatch that failed) waits a round at most
