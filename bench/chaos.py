@@ -102,16 +102,12 @@ class Tally:
 # --- the processes ---------------------------------------------------------------------------------------------
 
 
-def worker_command(n: int, *, redis: bool) -> list[str]:
+def worker_command(n: int) -> list[str]:
     """The n-th background worker: both queues, in turns of first choice (a worker always taking submits first
     would leave the images of thousands of finished grids unsaved until the last prompt is sent). What the
-    Procfile's worker lines run for the configured backend."""
-    manage = [sys.executable, str(ROOT / "manage.py")]
+    Procfile's worker lines run (`runworker`: db_worker, or an RQ worker when TASKS_BACKEND names RQ)."""
     queues = ["default", "mirror"] if n % 2 == 0 else ["mirror", "default"]
-    if redis:
-        # django-tasks-rq's documented worker; the scheduler moves jobs queued with run_after when they are due.
-        return [*manage, "rqworker", *queues, "--job-class", "django_tasks_rq.Job", "--with-scheduler"]
-    return [*manage, "db_worker", "--queue-name", ",".join(queues), "--interval", "0.2", "--no-reload"]
+    return [sys.executable, str(ROOT / "manage.py"), "runworker", *queues]
 
 
 def _die_with_parent() -> None:
@@ -512,7 +508,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             processes.start(f"web{n}", [*gunicorn, "--access-logfile", str(tmp / f"access-{n}.log")], PORT=str(port))
         workers = [f"worker{n}" for n in range(args.workers)]
         for n, name in enumerate(workers):
-            processes.start(name, worker_command(n, redis=args.redis))
+            processes.start(name, worker_command(n))
         processes.start("poller", [*manage, "pollapiframe"])
         sandbox_url = f"http://{env['SANDBOX_ADDR']}"
         wait_until_up(f"{sandbox_url}/_sandbox/stats", processes)

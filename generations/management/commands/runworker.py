@@ -16,20 +16,30 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("queue", choices=settings.TASK_QUEUES, help="The queue this worker takes jobs from.")
+        parser.add_argument(
+            "queues",
+            nargs="+",
+            choices=settings.TASK_QUEUES,
+            help="The queue this worker takes jobs from; several, in order of preference, share one worker.",
+        )
 
-    def handle(self, *args: object, queue: str, verbosity: int, **options: object) -> None:
+    def handle(self, *args: object, queues: list[str], verbosity: int, **options: object) -> None:
         backend = settings.TASKS["default"]["BACKEND"]
         if backend == DATABASE_BACKEND:
             call_command(
-                "db_worker", queue_name=queue, interval=0.2, reload=False, startup_delay=False, verbosity=verbosity
+                "db_worker",
+                queue_name=",".join(queues),
+                interval=0.2,
+                reload=False,
+                startup_delay=False,
+                verbosity=verbosity,
             )
         elif backend.startswith("django_tasks_rq"):
-            self._run_rq(queue, verbosity=verbosity)
+            self._run_rq(queues, verbosity=verbosity)
         else:
             raise CommandError(f"No worker for TASKS_BACKEND={backend}: use {DATABASE_BACKEND} or an RQ backend.")
 
-    def _run_rq(self, queue: str, *, verbosity: int) -> None:
+    def _run_rq(self, queues: list[str], *, verbosity: int) -> None:
         from django_rq.utils import reset_db_connections
         from django_rq.workers import get_worker
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,7 +51,7 @@ class Command(BaseCommand):
         setup_loghandlers(level)
         try:
             worker = get_worker(
-                queue,
+                *queues,
                 job_class="django_tasks_rq.Job",
                 worker_class="generations.workers.StudioWorker",
                 job_monitoring_interval=settings.MJSTUDIO_RQ_HEARTBEAT_SECONDS,
