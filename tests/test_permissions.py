@@ -236,6 +236,10 @@ ROWS = [
     Row("studio",             "POST", "405   405   405   405   login"),
     Row("pulse",              "GET",  "ok    ok    ok    ok    login", data=SINCE, htmx=True),
     Row("pulse",              "POST", "405   405   405   405   login", htmx=True),
+    # Live push is off in tests (no Redis, a WSGI client): the stream is 404 for everyone logged in (tests/test_live.py
+    # covers it on). Anonymous visitors are sent to log in either way.
+    Row("studio_events",      "GET",  "404   404   404   404   login"),
+    Row("studio_events",      "POST", "405   405   405   405   login"),
     Row("task_create",        "POST", "ok    ok    ok    ok    login", data=PROMPT),
     Row("task_create",        "GET",  "405   405   405   405   login"),
     Row("task_detail",        "GET",  "ok    ok    ok    404   login", ("task",)),
