@@ -159,9 +159,11 @@ def studio_upstream(sandbox, settings):
     return sandbox
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium through Playwright. Missing Chromium is a failure, never a skip."""
+    """Debian's Chromium through Playwright. Missing Chromium is a failure, never a skip. One per module, not per
+    session: Playwright's sync API keeps an event loop running in this thread while it lives, and later tests that
+    call an async view through the test client (which needs no running loop) would fail after any browser test."""
     if not Path(CHROMIUM_PATH).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM_PATH}: apt-get install chromium (or set CHROMIUM_PATH)")
     from playwright.sync_api import sync_playwright
