@@ -258,6 +258,40 @@ def test_an_unknown_task_whose_id_arrives_meanwhile_is_applied(post, payload, ma
     assert WebhookDelivery.objects.get().outcome == "applied"
 
 
+def test_a_task_whose_sender_died_before_saving_its_id_is_found_by_the_url_apiframe_was_given(
+    client, settings, payload, make_task
+):
+    """A worker SIGKILLed between Apiframe's answer and saving the id: the task never learnt its id, but the webhook
+    URL it gave Apiframe names it, so the first delivery adopts the id and applies; it does not time out."""
+    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
+    task = make_task(status="submitting")
+    response = client.post(
+        f"{URL}?task={task.pk}",
+        data=payload("finished_grid.json"),
+        content_type="application/json",
+        headers={"x-webhook-secret": "whsec_test"},
+    )
+    assert (response.status_code, response.json()["outcome"]) == (200, "applied")
+    task.refresh_from_db()
+    assert (task.apiframe_task_id, task.status, task.images.count()) == (UPSTREAM_ID, "finished", 4)
+    assert WebhookDelivery.objects.get().task == task
+
+
+@pytest.mark.parametrize("status", ["queued", "pending", "finished", "failed"])
+def test_a_url_reference_never_repoints_a_task_that_is_not_being_sent(client, settings, payload, make_task, status):
+    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
+    other = make_task(status=status, upstream_id="aaaaaaaa-0000-4000-8000-000000000000" if status != "queued" else None)
+    response = client.post(
+        f"{URL}?task={other.pk}",
+        data=payload("finished_grid.json"),
+        content_type="application/json",
+        headers={"x-webhook-secret": "whsec_test"},
+    )
+    assert (response.status_code, response.json()["outcome"]) == (200, "unknown_task")
+    other.refresh_from_db()
+    assert other.status == status and other.apiframe_task_id != UPSTREAM_ID and not other.images.exists()
+
+
 def test_a_grid_with_one_bad_url_keeps_apiframes_numbers(post, payload, task):
     body = json.loads(payload("finished_grid.json"))
     body["image_urls"][1] = "javascript:alert(1)"
@@ -490,3 +524,24 @@ def test_webhook_writers_take_turns_on_a_lock_file_on_sqlite_only(post, payload,
     assert another_process_could_write()  # and given back after
     if not on_sqlite:
         os.remove(lock_file)
+
+
+def test_each_task_gives_apiframe_a_webhook_url_naming_it(settings, make_task):
+    from django.utils import timezone
+
+    from generations.services import submitting
+
+    settings.APIFRAME_WEBHOOK_URL = "https://studio.example/webhooks/apiframe/"
+    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
+    task = make_task(status="queued", dispatched_at=timezone.now())
+    sent = {}
+
+    class Apiframe:
+        def imagine(self, **fields):
+            sent.update(fields)
+            return UPSTREAM_ID
+
+    submitting.task_submit(task_id=task.pk, client=Apiframe())
+    assert sent["webhook_url"] == f"https://studio.example/webhooks/apiframe/?task={task.pk}"
+    task.refresh_from_db()
+    assert (task.status, task.apiframe_task_id) == ("pending", UPSTREAM_ID)

@@ -273,9 +273,10 @@ def _task_heard(*, task_id: int, now: datetime) -> None:
     Task.objects.filter(pk=task_id).update(last_heard_at=now)  # a duplicate or stale delivery: rarer
 
 
-def webhook_receive(*, body: dict) -> tuple[str, WebhookDelivery]:
+def webhook_receive(*, body: dict, task_reference: int | None = None) -> tuple[str, WebhookDelivery]:
     """One webhook delivery: applied and logged in one transaction, so that a log line that fails takes the
-    change back with it. A body that is not a task object is logged as invalid, and InvalidPayload raised."""
+    change back with it. A body that is not a task object is logged as invalid, and InvalidPayload raised.
+    `task_reference` is our task's id from the webhook URL we gave Apiframe for it (upstream.webhook_kwargs)."""
     try:
         state = TaskState.from_payload(body)
     except InvalidPayload:
@@ -283,9 +284,27 @@ def webhook_receive(*, body: dict) -> tuple[str, WebhookDelivery]:
         raise
     outcome, _, delivery = _apply(state, log_body=body)
     if outcome == WebhookDelivery.Outcome.UNKNOWN_TASK:
+        if task_reference is not None:
+            task_adopt_upstream_id(task_id=task_reference, apiframe_task_id=state.task_id)
         # The submit may have stored this task's id between our lookup and our log line: look once more.
         webhook_apply_again(delivery=delivery)
+        outcome = WebhookDelivery.objects.filter(pk=delivery.pk).values_list("outcome", flat=True).get()
     return outcome, delivery
+
+
+def task_adopt_upstream_id(*, task_id: int, apiframe_task_id: str) -> bool:
+    """Give a task the Apiframe id its own worker never saved (killed between Apiframe's answer and the save), once
+    a delivery for that id names the task in its URL. Only a task that was being sent, or timed out sending, and
+    has no id yet: a known task is never re-pointed, and no later step can tell an adopted id from a saved one."""
+    now = timezone.now()
+    adopted = Task.objects.filter(
+        pk=task_id, apiframe_task_id=None, status__in=[Task.Status.SUBMITTING, Task.Status.TIMED_OUT]
+    ).update(apiframe_task_id=apiframe_task_id, submitted_at=now, last_heard_at=now)
+    if adopted:
+        logger.warning(
+            "task %s: adopted Apiframe id %s from a webhook (its sender never saved it)", task_id, apiframe_task_id
+        )
+    return bool(adopted)
 
 
 def webhook_record(*, body: dict, state: TaskState | None, outcome: str, task: Task | None) -> WebhookDelivery:

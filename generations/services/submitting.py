@@ -186,7 +186,7 @@ def task_retry(*, task: Task, user: AbstractBaseUser, idempotency_key: uuid.UUID
 
 
 def _send_upstream(client: ApiframeClient, task: Task) -> str:
-    hooks = webhook_kwargs()
+    hooks = webhook_kwargs(task_id=task.pk)
     if task.action in SENDS_PROMPT:
         prompt = task.prompt
         return client.imagine(prompt=prompt.text, mode=prompt.mode, aspect_ratio=prompt.aspect_ratio, **hooks)

@@ -17,7 +17,12 @@ def apiframe_client(
     return contextlib.nullcontext(client) if client else ApiframeClient.from_settings(**overrides)
 
 
-def webhook_kwargs() -> dict[str, str]:
+def webhook_kwargs(*, task_id: int | None = None) -> dict[str, str]:
+    """The webhook fields of a create call. With our task's id in the URL, a delivery can still find its task when
+    the worker that sent it died before saving the id Apiframe answered (applying.webhook_receive adopts it)."""
     if not settings.APIFRAME_WEBHOOK_URL:
         return {}
-    return {"webhook_url": settings.APIFRAME_WEBHOOK_URL, "webhook_secret": settings.APIFRAME_WEBHOOK_SECRET}
+    url = settings.APIFRAME_WEBHOOK_URL
+    if task_id is not None:
+        url += f"{'&' if '?' in url else '?'}task={task_id}"
+    return {"webhook_url": url, "webhook_secret": settings.APIFRAME_WEBHOOK_SECRET}

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from generations import apiframe
+from generations import apiframe, params
 from generations.apiframe import InvalidPayload
 from generations.services import applying, limits
 
@@ -45,7 +45,9 @@ def apiframe_webhook(request: HttpRequest) -> HttpResponse:
     except InvalidPayload as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     try:
-        outcome, _ = applying.webhook_receive(body=payload)
+        # ?task= is our task's id, put in the webhook URL we gave Apiframe for it: it finds a task whose sender died.
+        reference = params.positive_int(request.GET.get("task"))
+        outcome, _ = applying.webhook_receive(body=payload, task_reference=reference)
     except InvalidPayload as exc:  # logged as invalid; sending it again would not make it valid
         return JsonResponse({"error": str(exc)}, status=400)
     except OperationalError:
