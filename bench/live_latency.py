@@ -27,6 +27,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import DEMO_PASSWORD, DEMO_USER, Stack, django_setup, free_port, median, percentile, running_stack
 
+RQ_BACKEND = "django_tasks_rq.RQBackend"  # live push runs as deployed on Redis: the Procfile's workers on RQ
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -40,9 +41,10 @@ SHOWN_AT_SCRIPT = """
 window.__shownAt = {};
 const look = () => document.querySelectorAll("article.card").forEach((card) => {
   if (window.__shownAt[card.id]) return;
+  const slots = card.querySelectorAll("figure.shot").length;  // every image of the card, saved or not yet
   const images = card.querySelectorAll(".shot__link img");
   const loaded = [...images].every((i) => i.complete && i.naturalWidth > 0);
-  if (images.length && loaded) window.__shownAt[card.id] = Date.now();
+  if (slots && images.length === slots && loaded) window.__shownAt[card.id] = Date.now();
 });
 new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true});
 document.addEventListener("load", look, true);
@@ -184,7 +186,9 @@ def main() -> None:
         else:
             with (
                 redis_server() as url,
-                running_stack(SANDBOX_TASK_SECONDS=str(args.task_seconds), REDIS_URL=url) as stack,
+                running_stack(
+                    SANDBOX_TASK_SECONDS=str(args.task_seconds), REDIS_URL=url, TASKS_BACKEND=RQ_BACKEND
+                ) as stack,
             ):
                 result = measure(pw, stack, tasks=args.tasks, live_push=True)
     if not args.quiet:
