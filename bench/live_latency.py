@@ -1,10 +1,12 @@
 """Time from the sandbox finishing a task to its image showing in a real browser (median and p95), with the
-pulse (SQLite on one box, gthread workers) and with live push (Redis + server-sent events, uvicorn workers).
+pulse (SQLite on one box, gthread workers) and with live push (Redis + server-sent events, uvicorn web workers,
+RQ job workers).
 
 Runs the real studio (runstudio: web, worker, poller, sandbox with webhooks on), logs into it with Chromium,
 and submits prompts one at a time. For each task it takes:
   - when the sandbox finished it: the first moment its /fetch says "finished" (this script asks every 10 ms);
-  - when the page showed it: the moment every image of the card had loaded (a MutationObserver in the page).
+  - when the page showed it: the moment every image of the card had loaded (a MutationObserver in the page;
+    a card whose images are still being saved is not shown yet).
 Live push starts its own redis-server (Debian's) on a free port. Each mode also times the studio page itself
 (a plain GET, sequentially), to compare the two web servers on ordinary pages.
 Usage: .venv/bin/python bench/live_latency.py [--tasks 20] [--task-seconds 1.5] [--mode both|pulse|push]
