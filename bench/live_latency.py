@@ -1,10 +1,12 @@
 """Time from the sandbox finishing a task to its image showing in a real browser (median and p95), with the
-pulse (SQLite on one box, gthread workers) and with live push (Redis + server-sent events, uvicorn workers).
+pulse (SQLite on one box, gthread workers) and with live push (Redis + server-sent events, uvicorn web workers,
+RQ job workers).
 
 Runs the real studio (runstudio: web, worker, poller, sandbox with webhooks on), logs into it with Chromium,
 and submits prompts one at a time. For each task it takes:
   - when the sandbox finished it: the first moment its /fetch says "finished" (this script asks every 10 ms);
-  - when the page showed it: the moment every image of the card had loaded (a MutationObserver in the page).
+  - when the page showed it: the moment every image of the card had loaded (a MutationObserver in the page;
+    a card whose images are still being saved is not shown yet).
 Live push starts its own redis-server (Debian's) on a free port. Each mode also times the studio page itself
 (a plain GET, sequentially), to compare the two web servers on ordinary pages.
 Usage: .venv/bin/python bench/live_latency.py [--tasks 20] [--task-seconds 1.5] [--mode both|pulse|push]
@@ -27,6 +29,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import DEMO_PASSWORD, DEMO_USER, Stack, django_setup, free_port, median, percentile, running_stack
 
+RQ_BACKEND = "django_tasks_rq.RQBackend"  # live push runs as deployed on Redis: the Procfile's workers on RQ
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -40,9 +43,10 @@ SHOWN_AT_SCRIPT = """
 window.__shownAt = {};
 const look = () => document.querySelectorAll("article.card").forEach((card) => {
   if (window.__shownAt[card.id]) return;
+  const slots = card.querySelectorAll("figure.shot").length;  // every image of the card, saved or not yet
   const images = card.querySelectorAll(".shot__link img");
   const loaded = [...images].every((i) => i.complete && i.naturalWidth > 0);
-  if (images.length && loaded) window.__shownAt[card.id] = Date.now();
+  if (slots && images.length === slots && loaded) window.__shownAt[card.id] = Date.now();
 });
 new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true});
 document.addEventListener("load", look, true);
@@ -184,7 +188,9 @@ def main() -> None:
         else:
             with (
                 redis_server() as url,
-                running_stack(SANDBOX_TASK_SECONDS=str(args.task_seconds), REDIS_URL=url) as stack,
+                running_stack(
+                    SANDBOX_TASK_SECONDS=str(args.task_seconds), REDIS_URL=url, TASKS_BACKEND=RQ_BACKEND
+                ) as stack,
             ):
                 result = measure(pw, stack, tasks=args.tasks, live_push=True)
     if not args.quiet:

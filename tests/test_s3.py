@@ -479,3 +479,27 @@ def test_a_signed_url_lifetime_out_of_range_stops_the_studio_with_one_line(lifet
     assert started.stderr.strip() == (
         f"mjstudio will not start: AWS_QUERYSTRING_EXPIRE={lifetime!r} is not whole seconds from 10 to 604800 (7 days)."
     )
+
+
+def test_it_streams_a_folder_image_without_loading_boto3_and_takes_a_bucket_for_one():
+    # The first image a web worker served used to import boto3 (~0.25 s) just to learn media is not in a bucket.
+    ask = "from generations.services import media; print(media.in_bucket(), 'boto3' in sys.modules)"
+    in_folder = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", f"import sys, django; django.setup(); {ask}"],
+        env={k: v for k, v in os.environ.items() if k != "AWS_STORAGE_BUCKET_NAME"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    in_bucket = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", f"import sys, django; django.setup(); {ask}"],
+        env={**os.environ, "AWS_STORAGE_BUCKET_NAME": "media"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert in_folder.stdout.split() == ["False", "False"]
+    assert in_bucket.stdout.split() == ["True", "True"]
