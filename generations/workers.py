@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any
 
+import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 from django_rq.queues import DjangoRQ
@@ -79,3 +80,23 @@ class StudioWorker(SimpleWorker):
         # RQ waits a minute past the heartbeat (or, for a worker like this one, the job's whole timeout) before
         # calling a job abandoned; one more period is enough while a thread beats.
         return self.job_monitoring_interval + max(self.job_monitoring_interval, 10)
+
+
+def rq_job_is_held(job_id: str) -> bool:
+    """Whether RQ still holds a job it calls queued: in its queue, on its way to a worker, or scheduled. A job that a
+    worker popped and was SIGKILLed before marking started is in none of them, and no worker would ever run it."""
+    from rq.exceptions import NoSuchJobError
+    from rq.intermediate_queue import IntermediateQueue
+
+    connection = django_rq.get_connection()
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return False
+    queue = django_rq.get_queue(job.origin)
+    return (
+        connection.lpos(queue.key, job_id) is not None
+        or job_id in IntermediateQueue(queue.key, connection=connection).get_job_ids()
+        or job_id in queue.scheduled_job_registry
+        or job_id in queue.deferred_job_registry
+    )

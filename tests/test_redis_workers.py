@@ -164,3 +164,32 @@ def test_it_refuses_a_queue_the_studio_does_not_have(tmp_path):
     out = subprocess.run([*MANAGE, "runworker", "fast"], env=env, capture_output=True, text=True)  # noqa: S603
     assert out.returncode != 0
     assert "invalid choice: 'fast'" in out.stderr
+
+
+HELD_CHECK = """
+from datetime import timedelta
+from django.utils import timezone
+import django_rq
+from generations import jobs
+from generations.services.mirroring import job_waits
+
+queued = jobs.mirror_task_images.enqueue(1).id
+later = jobs.mirror_task_images.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(2).id
+print("queued", job_waits(queued), "scheduled", job_waits(later))
+queue = django_rq.get_queue("mirror")
+queue.connection.lrem(queue.key, 0, queued)  # what a worker SIGKILLed between taking the job and starting it leaves
+print("popped", job_waits(queued))
+"""
+
+
+def test_a_job_popped_by_a_killed_worker_is_not_taken_for_waiting(tmp_path):
+    """RQ still calls such a job "queued", though it is in no queue: the poller's sweep must queue the mirror again
+    (the chaos run with a worker SIGKILLed every 30 s left an image "Saving..." for good before this)."""
+    with redis_server(tmp_path) as url:
+        env = rq_env(tmp_path, url)
+        done = subprocess.run(  # noqa: S603
+            [*MANAGE, "shell", "-c", HELD_CHECK], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2:] == ["queued True scheduled True", "popped False"], done.stdout

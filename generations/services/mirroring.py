@@ -167,7 +167,12 @@ def job_waits(job_id: str, *, by: datetime | None = None) -> bool:
     except (NotImplementedError, TaskResultDoesNotExist, TaskResultMismatch):
         return False  # a backend that cannot tell, or a job that is gone
     run_after = result.task.run_after
-    return result.status == TaskResultStatus.READY and (by is None or run_after is None or run_after <= by)
+    waits = result.status == TaskResultStatus.READY and (by is None or run_after is None or run_after <= by)
+    if waits and settings.TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
+        from generations.workers import rq_job_is_held
+
+        return rq_job_is_held(job_id)  # RQ says "queued" of a job a killed worker popped: found in no queue
+    return waits
 
 
 def image_mirror(*, image: Image, session: requests.Session) -> None:
