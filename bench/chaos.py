@@ -46,7 +46,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from urllib.parse import urlsplit
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import ROOT, free_port
+from bench.stack import ROOT, free_port, redis_server
 
 FAULTS = (
     "webhook_drop=0.3,webhook_duplicate=0.1,webhook_reorder=0.1,submit_5xx=0.05,submit_429=0.05,"
@@ -179,35 +178,6 @@ def wait_until_up(url: str, processes: Processes, seconds: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free port, memory only, stopped at the end."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def fresh_postgres(url: str) -> None:

@@ -15,19 +15,26 @@ Usage: .venv/bin/python bench/live_latency.py [--tasks 20] [--task-seconds 1.5] 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.stack import DEMO_PASSWORD, DEMO_USER, Stack, django_setup, free_port, median, percentile, running_stack
+from bench.stack import (
+    DEMO_PASSWORD,
+    DEMO_USER,
+    Stack,
+    django_setup,
+    median,
+    percentile,
+    redis_server,
+    running_stack,
+)
 
 RQ_BACKEND = "django_tasks_rq.RQBackend"  # live push runs as deployed on Redis: the Procfile's workers on RQ
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -62,32 +69,6 @@ def sandbox_finished_at(sandbox_url: str, task_id: str, api_key: str, out: dict,
             out["at"] = time.time()
             return
         time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A redis-server of our own on a free port, stopped at the end."""
-    import redis
-
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],  # noqa: S607
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client, deadline = redis.Redis(port=port), time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.info("server")["process_id"] == process.pid:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def measure(pw: object, stack: Stack, *, tasks: int, live_push: bool) -> tuple[list[float], list[float]]:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import socket
 import subprocess
 import threading
@@ -26,43 +25,21 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from bench.stack import free_port
+from bench.stack import free_port, redis_server
 from generations.live import stream
 from generations.models import Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A redis-server of our own on a free port (Debian's package). Missing, it is a failure, never a skip."""
-    if not Path(REDIS_SERVER).exists():
-        pytest.fail("redis-server not found: apt-get install redis-server")
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [REDIS_SERVER, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-    )
     try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                # Ours, not a server someone else started on that port meanwhile.
-                if client.info("server")["process_id"] == process.pid:
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        with redis_server() as url:
+            yield url
+    except RuntimeError as exc:  # missing or not starting (a test's own errors never reach a fixture's generator)
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

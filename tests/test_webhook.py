@@ -18,9 +18,10 @@ UPSTREAM_ID = "8a6e2a3b-6f0c-4c5e-9a51-2f1d3c4b5a60"
 def post(client, settings):
     settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
 
-    def send(body: bytes, *, secret: str | None = "whsec_test"):
+    def send(body: bytes, *, secret: str | None = "whsec_test", task_reference: int | None = None):
         headers = {"x-webhook-secret": secret} if secret is not None else {}
-        return client.post(URL, data=body, content_type="application/json", headers=headers)
+        url = URL if task_reference is None else f"{URL}?task={task_reference}"  # as our create calls give it
+        return client.post(url, data=body, content_type="application/json", headers=headers)
 
     return send
 
@@ -258,19 +259,11 @@ def test_an_unknown_task_whose_id_arrives_meanwhile_is_applied(post, payload, ma
     assert WebhookDelivery.objects.get().outcome == "applied"
 
 
-def test_a_task_whose_sender_died_before_saving_its_id_is_found_by_the_url_apiframe_was_given(
-    client, settings, payload, make_task
-):
+def test_a_task_whose_sender_died_before_saving_its_id_is_found_by_the_url_apiframe_was_given(post, payload, make_task):
     """A worker SIGKILLed between Apiframe's answer and saving the id: the task never learnt its id, but the webhook
     URL it gave Apiframe names it, so the first delivery adopts the id and applies; it does not time out."""
-    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
     task = make_task(status="submitting")
-    response = client.post(
-        f"{URL}?task={task.pk}",
-        data=payload("finished_grid.json"),
-        content_type="application/json",
-        headers={"x-webhook-secret": "whsec_test"},
-    )
+    response = post(payload("finished_grid.json"), task_reference=task.pk)
     assert (response.status_code, response.json()["outcome"]) == (200, "applied")
     task.refresh_from_db()
     assert (task.apiframe_task_id, task.status, task.images.count()) == (UPSTREAM_ID, "finished", 4)
@@ -278,15 +271,9 @@ def test_a_task_whose_sender_died_before_saving_its_id_is_found_by_the_url_apifr
 
 
 @pytest.mark.parametrize("status", ["queued", "pending", "finished", "failed"])
-def test_a_url_reference_never_repoints_a_task_that_is_not_being_sent(client, settings, payload, make_task, status):
-    settings.APIFRAME_WEBHOOK_SECRET = "whsec_test"
+def test_a_url_reference_never_repoints_a_task_that_is_not_being_sent(post, payload, make_task, status):
     other = make_task(status=status, upstream_id="aaaaaaaa-0000-4000-8000-000000000000" if status != "queued" else None)
-    response = client.post(
-        f"{URL}?task={other.pk}",
-        data=payload("finished_grid.json"),
-        content_type="application/json",
-        headers={"x-webhook-secret": "whsec_test"},
-    )
+    response = post(payload("finished_grid.json"), task_reference=other.pk)
     assert (response.status_code, response.json()["outcome"]) == (200, "unknown_task")
     other.refresh_from_db()
     assert other.status == status and other.apiframe_task_id != UPSTREAM_ID and not other.images.exists()

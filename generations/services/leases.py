@@ -9,6 +9,7 @@ a lease."""
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -17,18 +18,20 @@ from django.utils import timezone
 from generations.models import Chore
 
 
-class Lease:
+class Lease(ABC):
     """Held by at most one process at a time; `hold()` takes it if free or renews it if ours."""
 
     def __init__(self, *, name: str, seconds: float) -> None:
         self.name = name
         self.seconds = seconds
 
+    @abstractmethod
     def hold(self) -> bool:
-        raise NotImplementedError
+        """Take the lease if free, renew it if ours; whether we hold it now."""
 
+    @abstractmethod
     def release(self) -> None:
-        raise NotImplementedError
+        """Give the lease up at once, if ours, so that a waiting copy need not wait for it to run out."""
 
 
 class DatabaseLease(Lease):
