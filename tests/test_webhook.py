@@ -53,6 +53,60 @@ def test_it_stores_the_grid_and_queues_the_mirror(post, payload, task, django_ca
     assert len(callbacks) == 2  # the fair queue's dispatch (a slot is free) and the mirror job
 
 
+@pytest.fixture
+def database_queue(settings):
+    """The default queue (django-tasks-db): jobs are rows of this database."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": settings.TASK_QUEUES},
+    }
+
+
+def test_a_queue_in_this_database_takes_the_mirror_job_in_the_results_own_transaction(
+    post, payload, task, database_queue, django_capture_on_commit_callbacks
+):
+    from django_tasks_db.models import DBTaskResult
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert post(payload("finished_grid.json")).status_code == 200
+    job = DBTaskResult.objects.get()
+    assert (job.queue_name, job.args_kwargs["args"]) == ("mirror", [task.pk])
+    assert set(task.images.values_list("mirror_job_id", flat=True)) == {str(job.id)}  # written with the images
+    assert len(callbacks) == 1  # the fair queue's dispatch only: the job needed no commit hook
+
+
+def test_a_result_whose_log_line_fails_leaves_no_mirror_job_behind(post, payload, task, database_queue, monkeypatch):
+    from django.db import DataError
+    from django_tasks_db.models import DBTaskResult
+
+    from generations.services import applying
+
+    def refuse(**kwargs):
+        raise DataError("value refused by the database")
+
+    monkeypatch.setattr(applying, "webhook_record", refuse)
+    assert post(payload("finished_grid.json")).status_code == 422
+    assert (Task.objects.get(pk=task.pk).status, Image.objects.count(), DBTaskResult.objects.count()) == (
+        "pending",
+        0,
+        0,
+    )
+
+
+def test_images_written_by_the_apply_statement_match_the_ones_the_orm_writes(
+    post, payload, task, make_task, django_capture_on_commit_callbacks
+):
+    from django.forms.models import model_to_dict
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(payload("finished_grid.json")).status_code == 200
+    written = Image.objects.get(task=task, index=2)
+    other = make_task(status="finished")
+    made = Image.objects.create(task=other, index=2, source_url=written.source_url)
+    fields = [f.name for f in Image._meta.concrete_fields if f.name not in ("id", "task", "mirror_job_id")]
+    assert model_to_dict(written, fields=fields) == model_to_dict(made, fields=fields)
+    assert written.mirror_job_id  # the dummy queue's job, noted after the commit
+
+
 def test_it_stores_a_finished_upscale_as_one_image(post, payload, make_task):
     parent = make_task(status="finished", upstream_id="parent-1")
     upscale = make_task(

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from generations import actions
@@ -140,22 +141,22 @@ def _apply(state: TaskState, *, log_body: dict | None) -> tuple[str, Task | None
             outcome = WebhookDelivery.Outcome.APPLIED
             task.status = status
             stream.task_changed(task_id=task.pk, team_id=task.team_id)  # a visible change outside update_visibly
-            if status in (Task.Status.FINISHED, Task.Status.FAILED):
-                queue.queue_dispatch_after_commit()  # a slot is free: the next task in line goes
             if urls:
-                Image.objects.bulk_create(
-                    [Image(task_id=task.pk, index=index, source_url=url) for index, url in urls.items()],
-                    ignore_conflicts=True,
-                )
+                # Queued first, so that the images carry the job's id (when the queue takes it in this transaction).
+                job_id = mirroring.task_mirror_enqueue_with_commit(task_id=task.pk)
+                _images_insert(task_id=task.pk, urls=urls, mirror_job_id=job_id)
                 if task.collection_id:  # the collection the composer chose
                     collection_add_task_images(task_id=task.pk)
-                transaction.on_commit(lambda: mirroring.task_mirror_enqueue(task_id=task.pk))
         else:
             outcome = WebhookDelivery.Outcome.STALE
             _task_heard(task_id=task.pk, now=now)  # it is alive: no need to poll it
         delivery = None
         if log_body is not None:
             delivery = webhook_record(body=log_body, state=state, outcome=outcome, task=task)
+    if outcome == WebhookDelivery.Outcome.APPLIED and status in (Task.Status.FINISHED, Task.Status.FAILED):
+        # A slot is free: the next task in line goes. Asked for here, not inside the block above, so that the
+        # dispatch runs once the write turn is given back (or when an outer transaction commits).
+        queue.queue_dispatch_after_commit()
     return outcome, task, delivery
 
 
@@ -242,6 +243,43 @@ def _record_sql(vendor: str, names: tuple[str, ...]) -> str:
 
 def _prepared(model: type[models.Model], values: dict[str, object]) -> list[object]:
     return [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+
+
+@functools.cache
+def _images_insert_sql(vendor: str, rows: int) -> str:
+    table = connection.ops.quote_name(Image._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in _IMAGE_FIELDS)
+    row = f"({', '.join(['%s'] * len(_IMAGE_FIELDS))})"
+    insert = connection.ops.insert_statement(on_conflict=OnConflict.IGNORE)
+    conflicts = connection.ops.on_conflict_suffix_sql(_IMAGE_FIELDS, OnConflict.IGNORE, None, None)
+    return f"{insert} {table} ({columns}) VALUES {', '.join([row] * rows)} {conflicts}"
+
+
+_IMAGE_FIELDS = [field for field in Image._meta.concrete_fields if not field.primary_key]
+_IMAGE_GIVEN = ("task", "index", "source_url", "mirror_job_id")  # every other field starts at its default
+
+
+@functools.cache
+def _image_defaults(vendor: str) -> tuple[object, ...]:
+    """A new image's row as the model prepares it, for every field but the given ones (all constant defaults:
+    tests/test_webhook.py compares a row written here with one the ORM writes)."""
+    blank = Image()
+    return tuple(field.get_db_prep_save(field.pre_save(blank, add=True), connection) for field in _IMAGE_FIELDS)
+
+
+def _images_insert(*, task_id: int, urls: dict[int, str], mirror_job_id: str) -> None:
+    """A finished task's images (by Apiframe's index); one that exists stays (a repeated "finished", the poller
+    and a webhook both applying it)."""
+    defaults = _image_defaults(connection.vendor)
+    values: list[object] = []
+    for index, url in urls.items():
+        given = {"task": task_id, "index": index, "source_url": url, "mirror_job_id": mirror_job_id}
+        values += [
+            field.get_db_prep_save(given[field.name], connection) if field.name in given else default
+            for field, default in zip(_IMAGE_FIELDS, defaults, strict=True)
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(_images_insert_sql(connection.vendor, len(urls)), values)
 
 
 def _task_find(*, apiframe_task_id: str) -> Task | None:

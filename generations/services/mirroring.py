@@ -23,11 +23,13 @@ import urllib3
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import connection, router, transaction
 from django.db.models import F, Q
 from django.tasks import TaskResultStatus
 from django.tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
 from django.utils import timezone
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
 from PIL import Image as PILImage
 
 from generations import jobs
@@ -156,6 +158,21 @@ def task_mirror_enqueue(*, task_id: int, run_after: datetime | None = None) -> N
     job = jobs.mirror_task_images.using(run_after=run_after) if run_after else jobs.mirror_task_images
     result = job.enqueue(task_id)
     Image.objects.filter(task_id=task_id, mirrored_at=None).update(mirror_job_id=str(result.id))
+
+
+def task_mirror_enqueue_with_commit(*, task_id: int) -> str:
+    """Queue the mirror of the images the current transaction is writing, to run once they are committed.
+
+    A queue kept in this database (django-tasks-db) takes the job inside the transaction: the job and its
+    images commit together, in one commit, and no crash can fall between the two. Its id is returned, for the
+    images to carry (task_mirror_enqueue notes it on images already written). Any other queue (RQ) takes the job
+    after the commit, so that no worker looks for the images before they exist: "" is returned.
+    """
+    backend = jobs.mirror_task_images.get_backend()
+    if isinstance(backend, DatabaseBackend) and router.db_for_write(DBTaskResult) == connection.alias:
+        return str(jobs.mirror_task_images.enqueue(task_id).id)
+    transaction.on_commit(lambda: task_mirror_enqueue(task_id=task_id))
+    return ""
 
 
 def job_waits(job_id: str, *, by: datetime | None = None) -> bool:

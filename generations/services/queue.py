@@ -8,6 +8,7 @@ function, a refused submit, the deadline sweep), when a queue is paused or resum
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
@@ -81,7 +82,7 @@ def queue_dispatch(
     first-come-first-served baseline).
     """
     # Nothing waits (or only behind a paused queue, already out of line): no lock taken; the poller asks every second.
-    if not waiting().filter(Q(team__queue_paused_at=None) | Q(queue_position__isnull=False)).exists():
+    if not _anyone_waits():
         return []
     order_by = order or fair_order
     limit = settings.APIFRAME_CONCURRENCY
@@ -134,6 +135,21 @@ def _positions_store(positions: dict[int, int | None], *, now: datetime) -> None
             *(When(pk=pk, then=Value(position)) for pk, position in chunk), output_field=PositiveIntegerField()
         )
         Task.objects.filter(pk__in=[pk for pk, _ in chunk]).update_visibly(at=now, queue_position=value)
+
+
+@functools.cache
+def _anyone_waits_sql(vendor: str) -> tuple[str, tuple]:
+    in_line = waiting().filter(Q(team__queue_paused_at=None) | Q(queue_position__isnull=False)).values("pk")[:1]
+    return in_line.query.sql_with_params()
+
+
+def _anyone_waits() -> bool:
+    """Whether a task waits its turn in a queue not paused, or still has a place in line to give up. Asked after
+    every finished task, most often of an empty line: its statement is built once (building costs more than
+    running it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_anyone_waits_sql(connection.vendor))
+        return cursor.fetchone() is not None
 
 
 def queue_dispatch_after_commit() -> None:
