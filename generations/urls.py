@@ -21,6 +21,9 @@ from generations.views import (
 app_name = "generations"
 
 urlpatterns = [
+    # First, since URLs are tried in order: the webhook takes a thousand requests a second, pages a few.
+    path("webhooks/apiframe/", system.apiframe_webhook, name="apiframe_webhook"),
+    path("health/", system.health, name="health"),
     path("", studio.studio, name="studio"),
     path("studio/pulse/", studio.studio_pulse, name="pulse"),
     path("studio/events/", live.studio_events, name="studio_events"),
@@ -59,6 +62,4 @@ urlpatterns = [
     path("usage/", usage.usage, name="usage"),
     path("moderation/", moderation.moderation_queue, name="moderation"),
     path("moderation/act/", moderation.moderation_act, name="moderation_act"),
-    path("webhooks/apiframe/", system.apiframe_webhook, name="apiframe_webhook"),
-    path("health/", system.health, name="health"),
 ]
