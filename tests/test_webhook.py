@@ -274,6 +274,42 @@ def test_it_needs_no_login_and_no_csrf_token(post, payload, task):
     assert Task.objects.get(pk=task.pk).status == "processing"
 
 
+def test_it_is_answered_ahead_of_the_session_user_and_page_layers(post, payload, task, client):
+    response = post(payload("processing.json"))
+    assert response.status_code == 200
+    assert response["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware, before it, still runs
+    assert "Content-Security-Policy" not in response and "X-Frame-Options" not in response  # the page layers don't
+    assert "Vary" not in response  # nor sessions
+    health = client.get("/health/")
+    assert health.status_code == 200 and "X-Frame-Options" not in health
+    assert "X-Frame-Options" in client.get("/accounts/login/")  # every other path goes through all of them
+
+
+def test_the_machine_endpoints_are_found_at_the_paths_the_urlconf_gives_them():
+    from django.urls import reverse
+
+    from generations.middleware import _machine_views
+    from generations.views import system
+
+    assert _machine_views() == {
+        reverse("generations:apiframe_webhook"): system.apiframe_webhook,
+        reverse("generations:health"): system.health,
+    }
+
+
+def test_a_host_not_allowed_is_refused_before_anything_is_applied(post, payload, task, client, settings):
+    settings.ALLOWED_HOSTS = ["studio.example.com"]
+    response = client.post(
+        URL,
+        data=payload("processing.json"),
+        content_type="application/json",
+        headers={"x-webhook-secret": "whsec_test", "host": "evil.example.net"},
+    )
+    assert response.status_code == 400
+    assert (Task.objects.get(pk=task.pk).status, WebhookDelivery.objects.count()) == ("pending", 0)
+    assert client.get("/health/", headers={"host": "evil.example.net"}).status_code == 400
+
+
 def test_finished_without_images_keeps_the_task_waiting_for_the_real_result(post, payload, task):
     body = json.loads(payload("finished_grid.json"))
     post(json.dumps({**body, "image_urls": [], "original_image_url": None}).encode())
