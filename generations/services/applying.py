@@ -256,13 +256,12 @@ def _images_insert_sql(vendor: str, rows: int) -> str:
 
 
 _IMAGE_FIELDS = [field for field in Image._meta.concrete_fields if not field.primary_key]
-_IMAGE_GIVEN = ("task", "index", "source_url", "mirror_job_id")  # every other field starts at its default
 
 
 @functools.cache
 def _image_defaults(vendor: str) -> tuple[object, ...]:
-    """A new image's row as the model prepares it, for every field but the given ones (all constant defaults:
-    tests/test_webhook.py compares a row written here with one the ORM writes)."""
+    """A new image's row as the model prepares it: every field but the four _images_insert gives starts at a
+    constant default (tests/test_webhook.py compares a row written here with one the ORM writes)."""
     blank = Image()
     return tuple(field.get_db_prep_save(field.pre_save(blank, add=True), connection) for field in _IMAGE_FIELDS)
 
