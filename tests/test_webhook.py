@@ -280,6 +280,7 @@ def test_it_is_answered_ahead_of_the_session_user_and_page_layers(post, payload,
     assert response["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware, before it, still runs
     assert "Content-Security-Policy" not in response and "X-Frame-Options" not in response  # the page layers don't
     assert "Vary" not in response  # nor sessions
+    assert response["Content-Length"] == str(len(response.content))  # as CommonMiddleware gives it: not chunked
     health = client.get("/health/")
     assert health.status_code == 200 and "X-Frame-Options" not in health
     assert "X-Frame-Options" in client.get("/accounts/login/")  # every other path goes through all of them
