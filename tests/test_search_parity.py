@@ -19,7 +19,7 @@ from generations.library import queries
 from generations.library.queries import Filters, Library
 from generations.library.search import FTS_TABLE, matching_prompts, search_terms
 from generations.models import Prompt
-from generations.services.submitting import normalize_for_search
+from generations.text import normalize_for_search
 from generations.unaccent_table import UNACCENT
 from tests.library_data import add_task, image_tile, tile_ids
 

@@ -26,7 +26,7 @@ from django.db.models import F, Func, Q, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Contains
 
-from generations.services.submitting import normalize_for_search
+from generations.text import normalize_for_search
 
 # Terms at least this long go through the trigram index (neither index can match a shorter one).
 TRIGRAM = 3
