@@ -19,7 +19,10 @@ tests/test_search_parity.py runs one table of queries and expected hits on each 
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import reduce
 
 from django.db import connection
 from django.db.models import F, Func, Q, TextField, Value
@@ -98,29 +101,21 @@ def matching_prompts(terms: SearchTerms, *, like_only: bool = False) -> Q:
     index answers. `like_only` uses LIKE on the stored folded copy for every term instead: the reference both
     index paths must agree with."""
     if like_only:
-        return _like_stored(terms.terms)
+        return _every(Q(search_text__contains=term) for term in terms.terms)
     if connection.vendor == "sqlite" and terms.long_terms:
         # The table name is a constant; the query is a bound parameter.
         sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s"  # noqa: S608
         fts = RawSQL(sql, [fts_phrase(terms.long_terms)])  # noqa: S611
-        return Q(id__in=fts) & _like_stored(terms.short_terms)
-    condition = Q()
-    for term in terms.terms:
-        condition &= _term_condition("", terms, term)
-    return condition
-
-
-def _like_stored(terms: tuple[str, ...]) -> Q:
-    condition = Q()
-    for term in terms:
-        condition &= Q(search_text__contains=term)
-    return condition
+        return Q(id__in=fts) & _every(Q(search_text__contains=term) for term in terms.short_terms)
+    return _every(_term_condition("", terms, term) for term in terms.terms)
 
 
 def matching_tasks(terms: SearchTerms) -> Q:
     """The same condition on tasks (through their prompt), without the FTS table: checked row by row while
     walking the newest tasks, for a search that matches many prompts."""
-    condition = Q()
-    for term in terms.terms:
-        condition &= _term_condition("prompt__", terms, term)
-    return condition
+    return _every(_term_condition("prompt__", terms, term) for term in terms.terms)
+
+
+def _every(conditions: Iterable[Q]) -> Q:
+    """All the conditions at once (none: no condition)."""
+    return reduce(operator.and_, conditions, Q())
