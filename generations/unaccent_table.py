@@ -8,7 +8,11 @@ Generated from the database itself, so it holds the rules as PostgreSQL parses t
 
 (/usr/share/postgresql/15/tsearch_data/unaccent.rules: 1,650 rules, each one character to a string, "" for a
 combining mark it drops). tests/test_search_parity.py compares the whole fold with the database's on every code
-point: if it fails after a PostgreSQL upgrade, regenerate this file with that query.
+point: if it fails after a PostgreSQL upgrade, regenerate this file with that query, each row (i, folded) written as
+
+    f"    0x{i:04X}: {folded!r},  # {unicodedata.name(chr(i), '')}"
+
+between this docstring and the closing brace, then `ruff format` it (it makes the quotes double).
 """
 
 from __future__ import annotations
