@@ -303,14 +303,14 @@ AXES_CLIENT_IP_CALLABLE = "generations.services.limits.client_ip"
 # The cache holds only counters that may be lost (webhook refusals): local memory, per process, by default;
 # Redis when REDIS_URL is set (the `redis` package comes with `pip install .[scale]`). Never the database.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-if env("REDIS_URL", default=""):
-    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_URL")}
+if REDIS_URL:
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 
 # --- Live push ------------------------------------------------------------------------------------------------
 # With REDIS_URL, every committed change to a card goes to its team's Redis Stream, and open studio pages receive
 # the changed cards as server-sent events (generations/live/); gunicorn then serves the site with uvicorn workers
 # (ASGI). Without Redis (or with MJSTUDIO_LIVE_PUSH=false) the page asks for changes every half second (the pulse).
-LIVE_REDIS_URL = env("REDIS_URL", default="")
+LIVE_REDIS_URL = REDIS_URL
 LIVE_PUSH = bool(LIVE_REDIS_URL) and env.bool("MJSTUDIO_LIVE_PUSH", default=True)
 # Entries kept per team (about): a page away longer than this many changes gets its newest cards again instead.
 LIVE_STREAM_MAXLEN = env.int("MJSTUDIO_LIVE_STREAM_MAXLEN", default=5000)

@@ -324,8 +324,7 @@ def webhook_receive(*, body: dict, task_reference: int | None = None) -> tuple[s
         if task_reference is not None:
             task_adopt_upstream_id(task_id=task_reference, apiframe_task_id=state.task_id)
         # The submit may have stored this task's id between our lookup and our log line: look once more.
-        webhook_apply_again(delivery=delivery)
-        outcome = WebhookDelivery.objects.filter(pk=delivery.pk).values_list("outcome", flat=True).get()
+        outcome = webhook_apply_again(delivery=delivery)
     return outcome, delivery
 
 
@@ -382,9 +381,11 @@ def webhooks_apply_early(*, apiframe_task_id: str) -> None:
         webhook_apply_again(delivery=delivery)
 
 
-def webhook_apply_again(*, delivery: WebhookDelivery) -> None:
-    """Apply a delivery logged as "unknown task" once its task is known; the log then says what it did."""
+def webhook_apply_again(*, delivery: WebhookDelivery) -> str:
+    """Apply a delivery logged as "unknown task" once its task is known; the log then says what it did. Returns
+    the outcome the log now shows (still "unknown task" if the task is not known yet)."""
     with transaction.atomic():
         outcome, task = task_apply_state(state=TaskState.from_payload(delivery.body))
         if task is not None:
             WebhookDelivery.objects.filter(pk=delivery.pk).update(outcome=outcome, task=task)
+    return outcome
