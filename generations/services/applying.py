@@ -245,17 +245,17 @@ def _prepared(model: type[models.Model], values: dict[str, object]) -> list[obje
     return [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
 
 
+_IMAGE_FIELDS = [field for field in Image._meta.concrete_fields if not field.primary_key]
+
+
 @functools.cache
 def _images_insert_sql(vendor: str, rows: int) -> str:
     table = connection.ops.quote_name(Image._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in _IMAGE_FIELDS)
+    columns = ", ".join(_quoted(Image, *(field.name for field in _IMAGE_FIELDS)))
     row = f"({', '.join(['%s'] * len(_IMAGE_FIELDS))})"
     insert = connection.ops.insert_statement(on_conflict=OnConflict.IGNORE)
     conflicts = connection.ops.on_conflict_suffix_sql(_IMAGE_FIELDS, OnConflict.IGNORE, None, None)
     return f"{insert} {table} ({columns}) VALUES {', '.join([row] * rows)} {conflicts}"
-
-
-_IMAGE_FIELDS = [field for field in Image._meta.concrete_fields if not field.primary_key]
 
 
 @functools.cache

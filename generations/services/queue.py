@@ -8,12 +8,11 @@ function, a refused submit, the deadline sweep), when a queue is paused or resum
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -137,7 +136,7 @@ def _positions_store(positions: dict[int, int | None], *, now: datetime) -> None
         Task.objects.filter(pk__in=[pk for pk, _ in chunk]).update_visibly(at=now, queue_position=value)
 
 
-@functools.cache
+@cache
 def _anyone_waits_sql(vendor: str) -> tuple[str, tuple]:
     in_line = waiting().filter(Q(team__queue_paused_at=None) | Q(queue_position__isnull=False)).values("pk")[:1]
     return in_line.query.sql_with_params()
