@@ -148,7 +148,8 @@ REDIS_SERVER = "/usr/bin/redis-server"  # Debian's package; `.ci/run` installs i
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A redis-server of our own on a free port, memory only, stopped at the end: its URL. Benches and tests share
-    it; a missing binary or a server that does not start raises RuntimeError (a test's failure, never a skip)."""
+    it; a missing binary or a server that does not start raises RuntimeError (a test's failure, never a skip), and
+    one that stopped before the end fails with its log."""
     import shutil
 
     import redis
@@ -157,21 +158,25 @@ def redis_server() -> Iterator[str]:
     if not Path(binary).exists():
         raise RuntimeError("redis-server not found: apt-get install redis-server")
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client, deadline = redis.Redis(port=port), time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.info("server")["process_id"] == process.pid:  # ours, not another on that port meanwhile
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(  # noqa: S603
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=log
+        )
+        try:
+            client, deadline = redis.Redis(port=port), time.monotonic() + 10
+            while True:
+                with contextlib.suppress(redis.ConnectionError):
+                    if client.info("server")["process_id"] == process.pid:  # ours, not another on that port meanwhile
+                        break
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+            client.close()
+            try:
+                yield f"redis://127.0.0.1:{port}/0"
+            finally:
+                log.seek(0)
+                assert process.poll() is None, log.read().decode()[-2000:]  # it stopped under the run
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

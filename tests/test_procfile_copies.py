@@ -19,9 +19,8 @@ import pytest
 import requests
 import trustme
 
-from bench.stack import free_port
+from bench.stack import free_port, redis_server
 from tests.test_production import MANAGE, ROOT, production_database, started, tls_proxy, wait_until
-from tests.test_redis_workers import redis_server
 
 PROMPTS = 8
 PASSWORD = "a-long-operator-password"
@@ -76,7 +75,7 @@ def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(
         if backend == "rq":  # the same Procfile: `runworker` runs RQ workers, and the pollers share a Redis lease
             base |= {
                 "TASKS_BACKEND": "django_tasks_rq.RQBackend",
-                "REDIS_URL": engines.enter_context(redis_server(tmp_path)),
+                "REDIS_URL": engines.enter_context(redis_server()),
             }
         env = {
             **base,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.stack import redis_server
 from tests.test_production import MANAGE, production_database, started, wait_until
-from tests.test_redis_workers import redis_server
 
 LEASE_SECONDS = 2.0
 
@@ -35,7 +35,7 @@ def test_one_of_three_pollers_runs_rounds_and_another_takes_over_when_it_is_kill
         }
         subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
         if engine == "redis":
-            env["REDIS_URL"] = stack.enter_context(redis_server(tmp_path))
+            env["REDIS_URL"] = stack.enter_context(redis_server())
         logs = [tmp_path / f"poller-{n}.log" for n in range(3)]
         command = [*MANAGE, "pollapiframe", "--interval", "0.2", "-v", "2"]
         pollers = [stack.enter_context(started(command, env, log)) for log in logs]

@@ -13,10 +13,10 @@ import requests
 from redis import Redis
 from rq import Worker
 
-from bench.stack import free_port
+from bench.stack import free_port, redis_server
 from tests.test_procfile_copies import studio_state
 from tests.test_production import MANAGE, wait_until
-from tests.test_redis_workers import redis_server, rq_env
+from tests.test_redis_workers import rq_env
 from tests.test_runstudio import children_of
 
 PROMPTS = 4
@@ -24,7 +24,7 @@ PROMPTS = 4
 
 def test_make_run_on_redis_runs_rq_workers_and_finishes_every_prompt(tmp_path):
     port, sandbox_port = free_port(), free_port()
-    with redis_server(tmp_path) as redis_url:
+    with redis_server() as redis_url:
         env = {
             **rq_env(tmp_path, redis_url),
             "DJANGO_DEBUG": "true",

@@ -1,58 +1,25 @@
 """Workers on RQ (TASKS_BACKEND=django_tasks_rq.RQBackend) against a real redis-server: several copies of
 `manage.py runworker default` share one queue, each job runs on one worker, and a worker SIGKILLed mid-job takes
 its job with it, and the job runs again on another worker (StudioQueue's retry): none lost, and
-every job's effect happens exactly once.
-
-`redis_server()` is shared by the other Redis tests: Debian's redis-server on a free port, shut down afterwards."""
+every job's effect happens exactly once."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
 from django.tasks import task
 
-from bench.stack import free_port
+from bench.stack import free_port, redis_server
 from tests.test_production import MANAGE, started, wait_until
 
 JOBS = 6  # two rounds of three workers: the queue is empty long before the killed job is found
 JOB_SECONDS = 2.0
-
-
-@contextlib.contextmanager
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of the test's own (never port 6379): its URL. Missing, the test fails: `.ci/run` installs it."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    assert Path(binary).exists(), "redis-server is missing: apt-get install redis-server (Debian's package)"
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with started([*command, "--dir", str(tmp_path)], {}, tmp_path / "redis.log") as server:
-        url = f"redis://127.0.0.1:{port}/0"
-        from redis import Redis
-
-        client = Redis.from_url(url)
-        wait_until(lambda: _answers(client), "redis-server", seconds=10)
-        try:
-            yield url
-        finally:
-            client.close()
-            assert server.poll() is None, (tmp_path / "redis.log").read_text()[-2000:]
-
-
-def _answers(client) -> bool:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    try:
-        return client.ping()
-    except RedisConnectionError:
-        return False
 
 
 @task()
@@ -100,7 +67,7 @@ def test_it_runs_each_job_once_across_workers_and_again_when_its_worker_is_sigki
     from redis import Redis
     from rq import Worker
 
-    with redis_server(tmp_path) as redis_url:
+    with redis_server() as redis_url:
         env = rq_env(tmp_path, redis_url)
         subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
         client = Redis.from_url(redis_url)
@@ -185,7 +152,7 @@ print("popped", job_waits(queued))
 def test_a_job_popped_by_a_killed_worker_is_not_taken_for_waiting(tmp_path):
     """RQ still calls such a job "queued", though it is in no queue: the poller's sweep must queue the mirror again
     (the chaos run with a worker SIGKILLed every 30 s left an image "Saving..." for good before this)."""
-    with redis_server(tmp_path) as url:
+    with redis_server() as url:
         env = rq_env(tmp_path, url)
         done = subprocess.run(  # noqa: S603
             [*MANAGE, "shell", "-c", HELD_CHECK], env=env, capture_output=True, text=True, timeout=60, check=False
