@@ -5,7 +5,6 @@ finish, and all their images are mirrored, each prompt sent upstream once."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import uuid
 
@@ -15,7 +14,7 @@ from rq import Worker
 
 from bench.stack import free_port, redis_server
 from tests.test_procfile_copies import studio_state
-from tests.test_production import MANAGE, wait_until
+from tests.test_production import MANAGE, started, wait_until
 from tests.test_redis_workers import rq_env
 from tests.test_runstudio import children_of
 
@@ -36,9 +35,7 @@ def test_make_run_on_redis_runs_rq_workers_and_finishes_every_prompt(tmp_path):
         env = {k: v for k, v in env.items() if not k.startswith("APIFRAME_")}
         subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
         log = tmp_path / "runstudio.log"
-        with log.open("w") as out:
-            studio = subprocess.Popen([*MANAGE, "runstudio", "--port", str(port)], env=env, stdout=out, stderr=out)  # noqa: S603
-        try:
+        with started([*MANAGE, "runstudio", "--port", str(port)], env, log) as studio:
             wait_until(lambda: len(children_of(studio.pid)) == 5, "runstudio's five processes")
             names = " ".join(children_of(studio.pid).values())
             assert "runworker default" in names and "runworker mirror" in names
@@ -77,12 +74,6 @@ def test_make_run_on_redis_runs_rq_workers_and_finishes_every_prompt(tmp_path):
             state = studio_state(env)
             stats = requests.get(f"http://{env['SANDBOX_ADDR']}/_sandbox/stats", timeout=5).json()
             ran = client.keys("rq:results:*")  # RQ keeps each finished job's result: the jobs ran on Redis
-        finally:
-            studio.send_signal(signal.SIGINT)
-            try:
-                studio.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                studio.kill()
     assert state == {"statuses": ["finished"] * PROMPTS, "mirrored": 4 * PROMPTS, "images": 4 * PROMPTS}
     assert stats["requests"].get("/pro/imagine") == PROMPTS, stats["requests"]
     assert len(list((tmp_path / "media" / "images").iterdir())) == 4 * PROMPTS
