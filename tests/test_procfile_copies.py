@@ -51,6 +51,25 @@ def studio_state(env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def prompt_form(prompt: str, session: requests.Session) -> dict[str, str]:
+    """The studio's prompt form as a browser sends it, with an idempotency key of its own."""
+    return {
+        "prompt": prompt,
+        "mode": "fast",
+        "aspect_ratio": "1:1",
+        "idempotency_key": str(uuid.uuid4()),
+        "csrfmiddlewaretoken": session.cookies["csrftoken"],
+    }
+
+
+def wait_all_saved(env: dict[str, str], prompts: int, seconds: float) -> None:
+    def all_saved() -> bool:
+        state = studio_state(env)
+        return state["statuses"] == ["finished"] * prompts and state["mirrored"] == 4 * prompts
+
+    wait_until(all_saved, "every task finished and every image saved", seconds=seconds)
+
+
 @pytest.mark.parametrize("backend", ["database", "rq"])
 def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(tmp_path, backend):
     web_ports, sandbox_port = [free_port(), free_port()], free_port()
@@ -139,22 +158,11 @@ def test_two_copies_of_every_process_send_each_prompt_once_and_save_every_image(
             assert response.ok and "/accounts/login/" not in response.url
             for n in range(PROMPTS):
                 web = publics[n % 2]  # the session lives in the database: either web serves it
-                body = {
-                    "prompt": f"a lighthouse in fog, copy test {n}",
-                    "mode": "fast",
-                    "aspect_ratio": "1:1",
-                    "idempotency_key": str(uuid.uuid4()),
-                    "csrfmiddlewaretoken": session.cookies["csrftoken"],
-                }
+                body = prompt_form(f"a lighthouse in fog, copy test {n}", session)
                 for _ in range(2):  # a double click, on both webs: still one task
                     answer = session.post(f"{web}/tasks/", data=body, headers={"Referer": f"{web}/"}, timeout=10)
                     assert answer.status_code in (200, 302), answer.text[:500]
-
-            def all_saved() -> bool:
-                state = studio_state(env)
-                return state["statuses"] == ["finished"] * PROMPTS and state["mirrored"] == 4 * PROMPTS
-
-            wait_until(all_saved, "every task finished and every image saved", seconds=120)
+            wait_all_saved(env, PROMPTS, seconds=120)
             time.sleep(1)  # a late duplicate job or webhook would show up now
             state = studio_state(env)
             stats = requests.get(f"{sandbox}/_sandbox/stats", timeout=5).json()

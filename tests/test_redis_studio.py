@@ -6,14 +6,13 @@ finish, and all their images are mirrored, each prompt sent upstream once."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 
 import requests
 from redis import Redis
 from rq import Worker
 
 from bench.stack import free_port, redis_server
-from tests.test_procfile_copies import studio_state
+from tests.test_procfile_copies import prompt_form, studio_state, wait_all_saved
 from tests.test_production import MANAGE, started, wait_until
 from tests.test_redis_workers import rq_env
 from tests.test_runstudio import children_of
@@ -56,21 +55,10 @@ def test_make_run_on_redis_runs_rq_workers_and_finishes_every_prompt(tmp_path):
             )
             assert answer.ok and "/accounts/login/" not in answer.url
             for n in range(PROMPTS):
-                body = {
-                    "prompt": f"a lighthouse in fog, redis test {n}",
-                    "mode": "fast",
-                    "aspect_ratio": "1:1",
-                    "idempotency_key": str(uuid.uuid4()),
-                    "csrfmiddlewaretoken": session.cookies["csrftoken"],
-                }
+                body = prompt_form(f"a lighthouse in fog, redis test {n}", session)
                 answer = session.post(f"{studio_url}/tasks/", data=body, timeout=10)
                 assert answer.status_code in (200, 302), answer.text[:500]
-
-            def all_saved() -> bool:
-                state = studio_state(env)
-                return state["statuses"] == ["finished"] * PROMPTS and state["mirrored"] == 4 * PROMPTS
-
-            wait_until(all_saved, "every task finished and every image saved", seconds=90)
+            wait_all_saved(env, PROMPTS, seconds=90)
             state = studio_state(env)
             stats = requests.get(f"http://{env['SANDBOX_ADDR']}/_sandbox/stats", timeout=5).json()
             ran = client.keys("rq:results:*")  # RQ keeps each finished job's result: the jobs ran on Redis
