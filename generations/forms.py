@@ -110,15 +110,30 @@ class ActionForm(forms.Form):
             raise forms.ValidationError("An upscale has a single image: use image 1.")
         name, _, option = action.partition(":")
         if option == "custom":
-            try:
-                factor = Decimal(data.get("zoom_factor", "").strip()[:16]).quantize(Decimal("0.01"))
-            except InvalidOperation:  # not a number, NaN, or out of any sane range
-                factor = None
-            if factor is None or not factor.is_finite() or not (Decimal(1) < factor <= Decimal(2)):
-                raise forms.ValidationError("Custom zoom must be more than 1 and at most 2 (for example 1.25).")
-            option = format(factor.normalize(), "f")
+            option = _custom_zoom(data.get("zoom_factor", ""))
         data["task_action"], data["task_option"] = name, option
         return data
+
+
+ZOOM_RANGE = "Custom zoom must be more than 1 and at most 2 (for example 1.25)"
+
+
+def _custom_zoom(typed: str) -> str:
+    """The factor as sent upstream, with two decimals. What was typed and what is sent must both lie in (1, 2]:
+    2.005 is over 2 though it rounds to 2, and 1.004 would be sent as 1."""
+    typed = typed.strip()
+    try:
+        factor = Decimal(typed) if 0 < len(typed) <= 16 else None
+    except InvalidOperation:
+        factor = None
+    if factor is None or not factor.is_finite():
+        raise forms.ValidationError(f"{ZOOM_RANGE}: write a number with at most two decimals.")
+    if not (1 < factor <= 2):
+        raise forms.ValidationError(f"{ZOOM_RANGE}: {typed} is outside that range.")
+    sent = factor.quantize(Decimal("0.01"))
+    if not (1 < sent <= 2):
+        raise forms.ValidationError(f"{ZOOM_RANGE}: {typed} would be sent as {sent} (two decimals at most).")
+    return format(sent.normalize(), "f")
 
 
 class FlagForm(forms.Form):

@@ -356,11 +356,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"skip_refused_webhooks": {"()": "mjstudio.logs.SkipRefusedWebhooks"}},
+    "filters": {
+        "skip_refused_webhooks": {"()": "mjstudio.logs.SkipRefusedWebhooks"},
+        "forbidden_in_one_line": {"()": "mjstudio.logs.ForbiddenInOneLine"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.server": {"level": "WARNING", "filters": ["skip_refused_webhooks"]},
+        "django.request": {"filters": ["forbidden_in_one_line"]},
         # django-axes: failures and lockouts (warnings) only, not a line per successful login.
         "axes": {"level": "WARNING"},
     },

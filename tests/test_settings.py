@@ -172,3 +172,18 @@ def test_check_deploy_fails_on_a_short_webhook_secret(tmp_path):
     assert result.returncode == 1
     assert "generations.E003" in result.stderr
     assert "5 characters" in result.stderr
+
+
+def test_a_403_is_logged_in_one_line_without_its_traceback(caplog, rf):
+    from django.core.exceptions import PermissionDenied
+    from django.http import HttpResponseForbidden
+    from django.utils.log import log_response
+
+    request = rf.get("/team/settings/")
+    try:  # as Django's handler logs a view's PermissionDenied
+        raise PermissionDenied("Only the team's owners can do this.")
+    except PermissionDenied as exc:
+        log_response("Forbidden (Permission denied): %s", request.path, response=HttpResponseForbidden(), exception=exc)
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert record.levelname == "WARNING" and record.getMessage() == "Forbidden (Permission denied): /team/settings/"
+    assert record.exc_info is None and "Traceback" not in caplog.text

@@ -284,6 +284,8 @@ def test_images_are_served_to_the_team_only(alice_client, make_task, client, cha
     image.save()
     response = alice_client.get(f"/images/{image.pk}/thumb/")
     assert response.status_code == 200 and b"".join(response.streaming_content) == b"RIFF....WEBP"
+    # Named as a download is, never by the stored (unguessable) name.
+    assert response["Content-Disposition"] == f'inline; filename="a-quiet-harbour-{task.pk}-1.webp"'
     assert "private" in response["Cache-Control"]
     assert alice_client.get(f"/images/{image.pk}/full/").status_code == 404  # not saved yet
     image.file.save("f.png", ContentFile(b"\x89PNG...."))
@@ -308,12 +310,19 @@ def test_pulse_survives_a_mangled_cursor(alice_client, make_task):
     assert response.status_code == 204
 
 
-@pytest.mark.parametrize("factor", ["abc", "NaN", "Infinity", "1e999", "", "1.004"])
+@pytest.mark.parametrize("factor", ["abc", "NaN", "Infinity", "1e999", "", "1.004", "2.005", "2.00000000000000001"])
 def test_a_custom_zoom_that_is_not_a_number_in_range_is_explained(alice_client, make_task, factor):
     parent = make_task(status="finished", upstream_id="up-1")
     response = _act(alice_client, parent, action="zoom:custom", zoom_factor=factor)
     assert response.status_code == 422
     assert "Custom zoom must be more than 1 and at most 2" in response.content.decode()
+    assert not Task.objects.exclude(pk=parent.pk).exists()
+
+
+def test_a_custom_zoom_is_sent_with_two_decimals(alice_client, make_task):
+    parent = make_task(status="finished", upstream_id="up-1")
+    assert _act(alice_client, parent, action="zoom:custom", zoom_factor=" 1.999 ").status_code == 200
+    assert Task.objects.get(parent=parent).option == "2"
 
 
 def test_what_sits_in_the_zoom_box_does_not_block_another_button(alice_client, make_task):

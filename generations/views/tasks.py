@@ -176,15 +176,15 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> HttpResponse:
     field = image.thumbnail if variant == "thumb" else image.file
     if not field:
         raise Http404("This image has not been saved yet.")
-    download_as = None
-    if request.GET.get("download") == "1":
-        download_as = provenance.download_name(
-            text=image.task.prompt.text,
-            suffix=f"{image.task_id}-{image.index}",
-            extension=field.name.rsplit(".", 1)[-1],
-        )
+    # Inline or downloaded, the file is named from its prompt: the stored name is unguessable, and stays unsaid.
+    name = provenance.download_name(
+        text=image.task.prompt.text,
+        suffix=f"{image.task_id}-{image.index}",
+        extension=field.name.rsplit(".", 1)[-1],
+    )
+    as_attachment = request.GET.get("download") == "1"
     if media.in_bucket():
-        url, fresh_for = media.signed_url(field.name, download_as=download_as)
+        url, fresh_for = media.signed_url(field.name, download_as=name if as_attachment else None)
         response = HttpResponseRedirect(url)
         # The browser keeps the redirect while its URL stays valid: a page redrawn every pulse costs no request.
         response["Cache-Control"] = f"private, max-age={fresh_for}"
@@ -194,7 +194,7 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> HttpResponse:
     except OSError as exc:
         logger.error("image %s: stored file %s is missing: %s", image.pk, field.name, exc)
         raise Http404("This image file is missing.") from exc
-    response = FileResponse(opened, as_attachment=download_as is not None, filename=download_as or "")
+    response = FileResponse(opened, as_attachment=as_attachment, filename=name)
     # Private: only team members may see it. Short-lived, so that hiding an image takes effect soon.
     response["Cache-Control"] = "private, max-age=3600"
     return response
