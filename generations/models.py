@@ -82,9 +82,10 @@ class Invitation(models.Model):
     username = models.CharField(max_length=150)  # as the owner typed it
     # Case-folded: "Dora" and "dora" are one invitation (the constraint below).
     username_key = models.CharField(max_length=150, editable=False)
-    # The active account of that name when the invitation was made, if any; None: nobody can answer it.
+    # The active account of that name when the invitation was made, if any; None: nobody can answer it. Kept
+    # when the account is deleted, so that the owner's list does not change then either.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.CASCADE, null=True, blank=True, editable=False, related_name="invitations"
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="invitations"
     )
     role = models.CharField(max_length=8, choices=Membership.Role, default=Membership.Role.MEMBER)
     invited_by = models.ForeignKey(
