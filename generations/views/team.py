@@ -27,7 +27,7 @@ def _settings_context(request: HttpRequest, **extra: object) -> dict:
         "memberships": list(
             Membership.objects.filter(team=team).select_related("user").order_by(owners_first, "user__username")
         ),
-        # By the name typed, whether or not an account has it: nothing here says which do.
+        # Listed by the name typed: nothing on the page says whether an account has it.
         "invitations": list(
             Invitation.objects.open().filter(team=team).select_related("invited_by").order_by("username_key")
         ),
