@@ -3,10 +3,11 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django import forms
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils.text import Truncator
 
 from generations import actions
-from generations.models import Collection, Flag, Prompt, Task, Team
+from generations.models import Collection, Flag, Membership, Prompt, Task, Team
 from generations.services.collections import collection_name_clean
 
 # The `action` values an image's buttons may send, "action:option", from the one table in actions.py.
@@ -167,3 +168,38 @@ class ModerationActForm(forms.Form):
         },
     )
     reason = forms.CharField(required=False, strip=False)
+
+
+# --- The team settings page: every POST through one of these, so that what no database can store (NUL) is
+# refused with the field's message before a service sees it.
+
+
+class BlockedTermForm(forms.Form):
+    """A term of the team's blocklist, added or edited. Its rules (given, not too long, a pattern that compiles,
+    not on the list twice) are the blocklist service's."""
+
+    text = forms.CharField(required=False, strip=False)
+    is_regex = forms.BooleanField(required=False)
+
+
+ROLE_ERRORS = {"required": "Choose a role: member or owner.", "invalid_choice": "Choose a role: member or owner."}
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices, error_messages=ROLE_ERRORS)
+
+
+class InvitationForm(forms.Form):
+    """Whom an owner invites, by username, and as what."""
+
+    username = forms.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator(message="A username has only letters, digits and @ . + - _ in it.")],
+        error_messages={
+            "required": "Write the username of the person to invite.",
+            "max_length": "A username has at most %(limit_value)d characters.",
+        },
+    )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices, initial=Membership.Role.MEMBER, error_messages=ROLE_ERRORS
+    )

@@ -31,7 +31,8 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
 
 
 def _current_team(request: HttpRequest) -> Team | None:
-    """The team the user acts in: the one chosen in this session, else their first (a personal one if none)."""
+    """The team the user acts in: the one chosen in this session (switched to, or joined by accepting an
+    invitation), else where a session starts (teams.team_ensure_for_user, which also makes their personal team)."""
     if not request.user.is_authenticated:
         return None
     team_id = request.session.get("team_id")

@@ -58,6 +58,62 @@ class Membership(models.Model):
         return f"{self.user} in {self.team}"
 
 
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def open(self) -> InvitationQuerySet:
+        """Pending and not yet lapsed: the ones an invitee can answer and an owner can withdraw."""
+        return self.filter(state=Invitation.State.PENDING, expires_at__gt=timezone.now())
+
+    def waiting_for(self, user: object) -> InvitationQuerySet:
+        return self.open().filter(user=user)
+
+
+class Invitation(models.Model):
+    """An owner's offer of a place in their team. Nobody joins a team without accepting one (staff aside, in the
+    admin). The owner sees the name as they typed it, never whether an account has it: `user` is resolved when
+    the invitation is made and read only on the invitee's side."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150)  # as the owner typed it
+    # Case-folded: "Dora" and "dora" are one invitation (the constraint below).
+    username_key = models.CharField(max_length=150, editable=False)
+    # The active account of that name when the invitation was made, if any; None: nobody can answer it. Kept
+    # when the account is deleted, so that the owner's list does not change then either.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="invitations"
+    )
+    role = models.CharField(max_length=8, choices=Membership.Role, default=Membership.Role.MEMBER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State, default=State.PENDING)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # One pending invitation per team and name: a double click, or two owners at once, make one.
+            models.UniqueConstraint(
+                fields=("team", "username_key"), condition=Q(state="pending"), name="invitation_pending_once"
+            ),
+        ]
+        indexes = [
+            # The header's count on every page, and the invitee's list: Invitation.objects.waiting_for(user).
+            models.Index(fields=("user", "expires_at"), condition=Q(state="pending"), name="invitation_waiting"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} to {self.team}"
+
+
 class Prompt(models.Model):
     class Mode(models.TextChoices):
         FAST = "fast", "Fast"
@@ -597,6 +653,11 @@ class AuditEntry(models.Model):
         ROLE_CHANGE = "role_change", "Changed a role"
         MEMBER_ADD = "member_add", "Added a member"
         MEMBER_REMOVE = "member_remove", "Removed a member"
+        MEMBER_LEAVE = "member_leave", "Left a team"
+        INVITE = "invite", "Invited someone"
+        INVITE_WITHDRAW = "invite_withdraw", "Withdrew an invitation"
+        INVITE_ACCEPT = "invite_accept", "Accepted an invitation"
+        INVITE_DECLINE = "invite_decline", "Declined an invitation"
         QUEUE_PAUSE = "queue_pause", "Paused the queue"
         QUEUE_RESUME = "queue_resume", "Resumed the queue"
         TASK_REFRESH = "task_refresh", "Refreshed from Apiframe"

@@ -40,12 +40,14 @@ from generations.models import (
     Favourite,
     Flag,
     Image,
+    Invitation,
     Membership,
     Prompt,
     Task,
     Team,
     WebhookDelivery,
 )
+from generations.services import members, teams
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 hypothesis.settings.register_profile(
@@ -57,7 +59,9 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SECRET = "whsec_fuzz-3141"
-COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership, Collection, CollectionItem, Favourite, Flag)
+COUNTED = (
+    Task, Prompt, Image, WebhookDelivery, Team, Membership, Invitation, Collection, CollectionItem, Favourite, Flag,
+)  # fmt: skip
 
 
 # --- The world every example starts from ----------------------------------------------------------------------
@@ -65,16 +69,21 @@ COUNTED = (Task, Prompt, Image, WebhookDelivery, Team, Membership, Collection, C
 
 @dataclass
 class World:
-    session_cookie: str  # alice's, made once; each example's rollback restores it, even after a logout
+    # By who: alice (a member), olivia (her team's owner). Made once; each example's rollback restores them, even
+    # after a logout.
+    session_cookies: dict[str, str]
     team_ids: list[int]
     task_ids: dict[str, int]  # by role: "grid", "processing", ... "foreign"
     image_ids: list[int]
     collection_ids: list[int]  # alice's team's, then charlie's
+    invitation_ids: list[int]  # one alice's team sent, one sent to alice
 
 
 @pytest.fixture
-def world(make_task, alice, bob, charlie, settings) -> World:
+def world(make_task, team, alice, bob, charlie, settings, django_user_model) -> World:
     settings.APIFRAME_WEBHOOK_SECRET = SECRET
+    olivia = django_user_model.objects.create_user("olivia", password="pw-olivia")
+    Membership.objects.create(team=team, user=olivia, role=Membership.Role.OWNER)
     grid = make_task(status="finished", upstream_id="up-grid", finished_at=timezone.now())
     tasks = {
         "grid": grid,
@@ -95,18 +104,28 @@ def world(make_task, alice, bob, charlie, settings) -> World:
         image.thumbnail.save("t.webp", ContentFile(b"RIFF fuzz"), save=False)
         image.mirrored_at = timezone.now()
     Image.objects.bulk_create(images)
+    theirs = charlie.memberships.get().team
     boards = [
-        Collection.objects.create(team=alice.memberships.get().team, name="Moodboard", created_by=alice),
-        Collection.objects.create(team=charlie.memberships.get().team, name="Theirs", created_by=charlie),
+        Collection.objects.create(team=team, name="Moodboard", created_by=alice),
+        Collection.objects.create(team=theirs, name="Theirs", created_by=charlie),
     ]
-    client = Client()
-    client.force_login(alice)
+    invitations = [
+        members.invitation_create(actor=olivia, team=team, username="dora", role="member"),
+        members.invitation_create(actor=charlie, team=theirs, username="alice", role="owner"),
+    ]
+    cookies = {}
+    for user in (alice, olivia):
+        teams.personal_team_ensure(user=user)  # else every example's first request would make it
+        client = Client()
+        client.force_login(user)
+        cookies[user.username] = client.cookies[django_settings.SESSION_COOKIE_NAME].value
     return World(
-        session_cookie=client.cookies[django_settings.SESSION_COOKIE_NAME].value,
-        team_ids=[alice.memberships.get().team_id, charlie.memberships.get().team_id],
+        session_cookies=cookies,
+        team_ids=[team.pk, theirs.pk],
         task_ids={role: task.pk for role, task in tasks.items()},
         image_ids=list(Image.objects.order_by("pk").values_list("pk", flat=True)),
         collection_ids=[board.pk for board in boards],
+        invitation_ids=[invitation.pk for invitation in invitations],
     )
 
 
@@ -122,7 +141,9 @@ def _state() -> list[tuple]:
     images = Image.objects.order_by("pk").values_list(
         "pk", "task_id", "index", "source_url", "mirrored_at", "review_state"
     )
-    return [*tasks, *images]
+    roles = Membership.objects.order_by("pk").values_list("pk", "role")
+    invitations = Invitation.objects.order_by("pk").values_list("pk", "state", "role", "expires_at")
+    return [*tasks, *images, *roles, *invitations]
 
 
 # --- Strategies -------------------------------------------------------------------------------------------------
@@ -184,9 +205,11 @@ content_types = st.sampled_from(
 
 @dataclass(frozen=True)
 class Route:
-    path: str  # {task}, {image}, {variant}, {collection}, {team} are drawn
+    path: str  # {task}, {image}, {variant}, {collection}, {team}, {invitation} are drawn
     methods: tuple[str, ...]
     fields: dict[str, tuple[str, ...]]  # field names with values that get past validation; {team}, {key}, {since}
+    owners: bool = False  # an owner's page: fuzzed as the team's owner too, not only as a member (403) and anonymous
+    joins: bool = False  # may add or take out one membership (accepting, leaving, removing)
 
 
 ROUTES = {
@@ -274,14 +297,30 @@ ROUTES = {
         ("POST",),
         {"items": ("task:1", "image:1"), "act": ("hide", "restore", "clear"), "reason": ("spam",)},
     ),
-    # Owners only (alice is a member: 403, nothing changes); a term's or a membership's id is drawn like a task's.
-    "team_settings": Route("/team/settings/", ("GET",), {}),
-    "blocklist_add": Route("/team/blocklist/", ("POST",), {"text": ("ca phe", "(a"), "is_regex": ("on", "")}),
-    "blocklist_change": Route("/team/blocklist/{task}/", ("POST",), {"text": ("tra da",), "is_regex": ("on",)}),
-    "blocklist_remove": Route("/team/blocklist/{task}/remove/", ("POST",), {}),
-    "member_add": Route("/team/members/", ("POST",), {"username": ("bob", "charlie"), "role": ("owner", "member")}),
-    "member_role": Route("/team/members/{task}/role/", ("POST",), {"role": ("owner", "member", "staff")}),
-    "member_remove": Route("/team/members/{task}/remove/", ("POST",), {}),
+    # Owners only: alice (a member) gets 403 and nothing changes; olivia (the owner) gets past. A term's or a
+    # membership's id is drawn like a task's.
+    "team_settings": Route("/team/settings/", ("GET",), {}, owners=True),
+    "blocklist_add": Route(
+        "/team/blocklist/", ("POST",), {"text": ("ca phe", "(a"), "is_regex": ("on", "")}, owners=True
+    ),
+    "blocklist_change": Route(
+        "/team/blocklist/{task}/", ("POST",), {"text": ("tra da",), "is_regex": ("on",)}, owners=True
+    ),
+    "blocklist_remove": Route("/team/blocklist/{task}/remove/", ("POST",), {}, owners=True),
+    "invitation_create": Route(
+        "/team/invitations/",
+        ("POST",),
+        {"username": ("dora", "bob", "nobody"), "role": ("owner", "member")},
+        owners=True,
+    ),
+    "invitation_withdraw": Route("/team/invitations/{invitation}/withdraw/", ("POST",), {}, owners=True),
+    "member_role": Route("/team/members/{task}/role/", ("POST",), {"role": ("owner", "member", "staff")}, owners=True),
+    "member_remove": Route("/team/members/{task}/remove/", ("POST",), {}, owners=True, joins=True),
+    # A user's own teams: the invitations for them, and leaving.
+    "my_teams": Route("/teams/", ("GET",), {}),
+    "team_leave": Route("/teams/{team}/leave/", ("POST",), {}, owners=True, joins=True),
+    "invitation_accept": Route("/invitations/{invitation}/accept/", ("POST",), {}, joins=True),
+    "invitation_decline": Route("/invitations/{invitation}/decline/", ("POST",), {}),
     "image_review": Route(
         "/images/{image}/review/", ("POST",), {"state": ("none", "shortlisted", "approved", "rejected", "")}
     ),
@@ -331,6 +370,7 @@ def _path(route: Route, world: World, draw: st.DataObject) -> str:
         variant=variant,
         collection=pk(world.collection_ids),
         team=pk(world.team_ids),
+        invitation=pk(world.invitation_ids),
     )
 
 
@@ -376,12 +416,13 @@ class Done:
         )
 
 
-def _example(world: World, logged_errors: list, *, logged_in: bool, request) -> Done:
-    """Run `request(client)` in a savepoint rolled back afterwards: every example starts from the same rows."""
+def _example(world: World, logged_errors: list, *, who: str, request) -> Done:
+    """Run `request(client)` as `who` (a key of World.session_cookies, or "anonymous") in a savepoint rolled back
+    afterwards: every example starts from the same rows."""
     with transaction.atomic():
         client = Client()
-        if logged_in:
-            client.cookies[django_settings.SESSION_COOKIE_NAME] = world.session_cookie
+        if who != "anonymous":
+            client.cookies[django_settings.SESSION_COOKIE_NAME] = world.session_cookies[who]
         logged_errors.clear()
         counts, state = _counts(), _state()
         last_delivery = WebhookDelivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
@@ -409,11 +450,18 @@ def test_every_route_is_fuzzed():
     assert names - set(ROUTES) - {"apiframe_webhook"} == set()  # the webhook has its own test below
 
 
+# Every route as alice (a member) and anonymously; the owners' routes as olivia (the team's owner) too.
+RUNS = [
+    (name, who)
+    for name in sorted(ROUTES)
+    for who in ("alice", "anonymous", *(("olivia",) if ROUTES[name].owners else ()))
+]
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("logged_in", [True, False], ids=["alice", "anonymous"])
-@pytest.mark.parametrize("name", sorted(ROUTES))
+@pytest.mark.parametrize(("name", "who"), RUNS, ids=[f"{name}-{who}" for name, who in RUNS])
 @given(draw=st.data())
-def test_no_request_gets_a_5xx_and_a_refused_one_changes_nothing(world, logged_errors, name, logged_in, draw):
+def test_no_request_gets_a_5xx_and_a_refused_one_changes_nothing(world, logged_errors, name, who, draw):
     route = ROUTES[name]
     method = draw.draw(st.sampled_from([*route.methods * 4, "GET", "POST", "PUT", "HEAD"]))
     fields = [(key, _fill(value, world, draw)) for key, value in draw.draw(_field_values(route))]
@@ -431,12 +479,14 @@ def test_no_request_gets_a_5xx_and_a_refused_one_changes_nothing(world, logged_e
     def request(client: Client):
         return _send(client, method, path, body=body, content_type=content_type, **sent_headers)
 
-    done = _example(world, logged_errors, logged_in=logged_in, request=request)
+    done = _example(world, logged_errors, who=who, request=request)
     if 400 <= done.response.status_code < 500:
         assert not done.changed(), f"refused with {done.response.status_code}, but rows changed"
-    # Whatever the answer: no request here touches images, the webhook log or teams, or makes two tasks.
-    for model in ("Image", "WebhookDelivery", "Team", "Membership"):
+    # Whatever the answer: no request here touches images, the webhook log or teams, or makes two tasks; only
+    # joining, leaving and removing change memberships, by one.
+    for model in ("Image", "WebhookDelivery", "Team"):
         assert done.after[model] == done.counts[model], f"{model}: {done.counts[model]} -> {done.after[model]}"
+    assert abs(done.after["Membership"] - done.counts["Membership"]) <= route.joins
     assert 0 <= done.after["Task"] - done.counts["Task"] <= 1
     assert 0 <= done.after["Prompt"] - done.counts["Prompt"] <= 1
 
@@ -525,7 +575,7 @@ def test_no_webhook_body_gets_a_5xx_and_a_refused_one_changes_nothing(world, log
         assert not _stored_secret(), "the webhook secret was stored"
         return response
 
-    done = _example(world, logged_errors, logged_in=False, request=request)
+    done = _example(world, logged_errors, who="anonymous", request=request)
     status = done.response.status_code
     if 400 <= status < 500:
         # Refused: nothing applied. Logged only when it parsed as JSON but is no task object we can read.

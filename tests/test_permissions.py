@@ -3,7 +3,8 @@ five actors; and every action of every admin, for the same five. A guard fails w
 is missing from the tables, so a new route or action must say here who may use it.
 
 Actors: a member of team A, an owner of team A, staff (a member of team A with is_staff and every permission), the
-owner of another team B (working in B), and an anonymous visitor. Every object a studio URL names is team A's.
+owner of another team B (working in B), and an anonymous visitor; each has a personal team too. Every object a studio
+URL names is team A's, but for the invitation team B sent to team A's member (only the invitee may answer it).
 
 Outcomes: `login` (sent to the site's login: a 302, or an htmx redirect), `ok` (2xx or 3xx, not to a login
 page), or a status (403, 404, 405, 401). A refused request, and any GET, changes no row of any table (sessions
@@ -43,13 +44,14 @@ from generations.models import (
     Favourite,
     Flag,
     Image,
+    Invitation,
     Membership,
     Prompt,
     Task,
     Team,
     WebhookDelivery,
 )
-from generations.services import blocklist, moderation, queue, usage
+from generations.services import blocklist, members, moderation, queue, teams, usage
 
 ACTORS = ("member", "owner", "staff", "other", "anonymous")
 SECRET = "whsec_matrix-2718"
@@ -98,6 +100,11 @@ def world(settings, monkeypatch, make_task, team, alice, bob, charlie, django_us
     Membership.objects.create(team=team, user=staff)
     Membership.objects.filter(user=charlie).update(role=Membership.Role.OWNER)  # team B's owner, working in B
     dora = django_user_model.objects.create_user("dora", password="pw-dora")  # in no team yet
+    for user in (alice, owner, staff, charlie):  # made on a first request otherwise: a GET would write
+        teams.personal_team_ensure(user=user)
+    invited = members.invitation_create(actor=owner, team=team, username="erin", role="member")
+    theirs = Team.objects.get(name="Other Studio")
+    invitation_in = members.invitation_create(actor=charlie, team=theirs, username="alice", role="member")
 
     grid = make_task(status="finished", upstream_id="up-grid", finished_at=timezone.now())
     images = [_saved_image(grid, i) for i in range(1, 5)]
@@ -154,6 +161,8 @@ def world(settings, monkeypatch, make_task, team, alice, bob, charlie, django_us
             "collection": collection.pk,
             "term": term.pk,
             "membership": Membership.objects.get(user=bob).pk,
+            "invitation": invited.pk,
+            "invitation_in": invitation_in.pk,
             "dora": dora.pk,
             "group": group.pk,
             "attempt": attempt.pk,
@@ -178,7 +187,7 @@ def _snapshot() -> dict[str, list]:
 # Team A's rows, found through the team: another team's owner changes none of them, whatever the answer.
 TEAM_SCOPED = {
     Team: "pk", Task: "team", Prompt: "team", Image: "task__team", Collection: "team", BlockedTerm: "team",
-    Membership: "team", Flag: "team", AuditEntry: "team", CollectionItem: "collection__team",
+    Membership: "team", Flag: "team", AuditEntry: "team", CollectionItem: "collection__team", Invitation: "team",
     Favourite: "image__task__team",
 }  # fmt: skip
 
@@ -302,12 +311,24 @@ ROWS = [
     Row("blocklist_change",   "GET",  "405   405   405   405   login", ("term",)),
     Row("blocklist_remove",   "POST", "403   ok    ok    404   login", ("term",)),
     Row("blocklist_remove",   "GET",  "405   405   405   405   login", ("term",)),
-    Row("member_add",         "POST", "403   ok    ok    ok    login", data={"username": "dora", "role": "member"}),
-    Row("member_add",         "GET",  "405   405   405   405   login"),
+    Row("invitation_create",  "POST", "403   ok    ok    ok    login", data={"username": "dora", "role": "member"}),
+    Row("invitation_create",  "GET",  "405   405   405   405   login"),
+    Row("invitation_withdraw", "POST", "403   ok    ok    404   login", ("invitation",)),
+    Row("invitation_withdraw", "GET",  "405   405   405   405   login", ("invitation",)),
     Row("member_role",        "POST", "403   ok    ok    404   login", ("membership",), {"role": "owner"}),
     Row("member_role",        "GET",  "405   405   405   405   login", ("membership",)),
     Row("member_remove",      "POST", "403   ok    ok    404   login", ("membership",)),
     Row("member_remove",      "GET",  "405   405   405   405   login", ("membership",)),
+    # A user's own teams and invitations: only the invitee answers (team B invited team A's member); anyone leaves
+    # a team they are in, but its last owner (team A's owner) is refused.
+    Row("my_teams",           "GET",  "ok    ok    ok    ok    login"),
+    Row("my_teams",           "POST", "405   405   405   405   login"),
+    Row("team_leave",         "POST", "ok    422   ok    404   login", ("team",)),
+    Row("team_leave",         "GET",  "405   405   405   405   login", ("team",)),
+    Row("invitation_accept",  "POST", "ok    404   404   404   login", ("invitation_in",)),
+    Row("invitation_accept",  "GET",  "405   405   405   405   login", ("invitation_in",)),
+    Row("invitation_decline", "POST", "ok    404   404   404   login", ("invitation_in",)),
+    Row("invitation_decline", "GET",  "405   405   405   405   login", ("invitation_in",)),
     Row("usage",              "GET",  "ok    ok    ok    ok    login"),
     Row("usage",              "POST", "405   405   405   405   login"),
     Row("moderation",         "GET",  "403   ok    ok    ok    login"),

@@ -1,4 +1,4 @@
-"""Teams and memberships: a personal team on first login, and the sandbox's demo logins."""
+"""Teams and memberships: everyone's personal team, and the sandbox's demo logins."""
 
 from __future__ import annotations
 
@@ -10,21 +10,28 @@ from generations.models import Membership, Team
 
 
 def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
-    """The user's first team, or a new personal team for a user who belongs to none yet.
+    """The team a session starts in: the user's oldest membership's, which is their personal team unless staff put
+    them in a team before they first came (an owner cannot: people join by accepting an invitation).
 
-    Race-safe: a user has at most one personal team (a unique column), so of several simultaneous first
-    requests one creates it and the others find it.
+    Every user gets a personal team here, those already in another team too: somewhere of their own to work,
+    and to go back to after leaving a team. Race-safe: a user has at most one personal team (a unique column), so
+    of several simultaneous first requests one creates it and the others find it.
     """
-    membership = Membership.objects.filter(user=user).select_related("team").order_by("joined_at").first()
-    if membership:
-        return membership.team
-    try:
-        with transaction.atomic():
-            team = Team.objects.create(name=f"{user.get_username()}'s team", personal_for=user)
-            Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
-    except IntegrityError:  # another request made it first (or the user had left it: it is still theirs)
-        team = Team.objects.get(personal_for=user)
-        Membership.objects.get_or_create(team=team, user=user, defaults={"role": Membership.Role.OWNER})
+    personal_team_ensure(user=user)
+    return Membership.objects.filter(user=user).select_related("team").order_by("joined_at", "pk").first().team
+
+
+def personal_team_ensure(*, user: AbstractBaseUser) -> Team:
+    """The user's personal team, with them in it as its owner: made if missing, and rejoined if they were taken
+    out of it (in the admin: the site refuses)."""
+    team = Team.objects.filter(personal_for=user).first()
+    if team is None:
+        try:
+            with transaction.atomic():
+                team = Team.objects.create(name=f"{user.get_username()}'s team", personal_for=user)
+        except IntegrityError:  # another request made it first
+            team = Team.objects.get(personal_for=user)
+    Membership.objects.get_or_create(team=team, user=user, defaults={"role": Membership.Role.OWNER})
     return team
 
 

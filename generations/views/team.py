@@ -1,16 +1,19 @@
-"""A team's settings, for its owners: the team's blocklist and its members with their roles. Members get 403
-(the page is not theirs to read); another team's term or membership is 404."""
+"""A team's settings, for its owners: the team's blocklist, its members with their roles, and the invitations
+waiting for an answer. Members get 403 (the page is not theirs to read); another team's term, membership or
+invitation is 404. Every POST goes through a form (generations/forms.py)."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from generations.models import BlockedTerm, Membership
-from generations.services import blocklist, members
+from generations.forms import BlockedTermForm, InvitationForm, RoleForm
+from generations.models import BlockedTerm, Invitation, Membership
+from generations.services import blocklist, members, teams
 from generations.views.roles import owner_required
 
 
@@ -24,6 +27,11 @@ def _settings_context(request: HttpRequest, **extra: object) -> dict:
         "memberships": list(
             Membership.objects.filter(team=team).select_related("user").order_by(owners_first, "user__username")
         ),
+        # Listed by the name typed: nothing on the page says whether an account has it.
+        "invitations": list(
+            Invitation.objects.open().filter(team=team).select_related("invited_by").order_by("username_key")
+        ),
+        "invitation_days": members.INVITATION_LIFETIME.days,
         "roles": Membership.Role.choices,
         "term_max_length": BlockedTerm.MAX_LENGTH,
         **extra,
@@ -32,6 +40,10 @@ def _settings_context(request: HttpRequest, **extra: object) -> dict:
 
 def _page(request: HttpRequest, *, status: int = 200, **extra: object) -> HttpResponse:
     return render(request, "generations/team_settings.html", _settings_context(request, **extra), status=status)
+
+
+def _first_error(form: forms.Form) -> str:
+    return next(iter(form.errors.values()))[0]
 
 
 def _done(request: HttpRequest, message: str, anchor: str = "") -> HttpResponse:
@@ -60,26 +72,38 @@ def _get_term(request: HttpRequest, pk: int) -> BlockedTerm:
 @require_POST
 @owner_required
 def blocklist_add(request: HttpRequest) -> HttpResponse:
-    text, is_regex = request.POST.get("text", ""), request.POST.get("is_regex") == "on"
-    try:
-        term = blocklist.term_add(actor=request.user, team=request.team, text=text, is_regex=is_regex)
-    except blocklist.BlocklistError as exc:
-        return _page(request, status=422, add_term={"text": text, "is_regex": is_regex, "error": str(exc)})
-    return _done(request, f"Blocked “{term.text}”.")
+    form = BlockedTermForm(request.POST)
+    if form.is_valid():
+        text, is_regex = form.cleaned_data["text"], form.cleaned_data["is_regex"]
+        try:
+            term = blocklist.term_add(actor=request.user, team=request.team, text=text, is_regex=is_regex)
+        except blocklist.BlocklistError as exc:
+            error = str(exc)
+        else:
+            return _done(request, f"Blocked “{term.text}”.")
+    else:
+        error = _first_error(form)
+    add_term = {"text": form.data.get("text", ""), "is_regex": form.data.get("is_regex") == "on", "error": error}
+    return _page(request, status=422, add_term=add_term)
 
 
 @require_POST
 @owner_required
 def blocklist_change(request: HttpRequest, pk: int) -> HttpResponse:
     term = _get_term(request, pk)
-    text, is_regex = request.POST.get("text", ""), request.POST.get("is_regex") == "on"
-    try:
-        blocklist.term_change(actor=request.user, term=term, text=text, is_regex=is_regex)
-    except blocklist.BlocklistError as exc:
-        return _page(
-            request, status=422, edit_term={"pk": term.pk, "text": text, "is_regex": is_regex, "error": str(exc)}
-        )
-    return _done(request, f"Saved “{term.text}”.", f"term-{term.pk}")
+    form = BlockedTermForm(request.POST)
+    if form.is_valid():
+        text, is_regex = form.cleaned_data["text"], form.cleaned_data["is_regex"]
+        try:
+            blocklist.term_change(actor=request.user, term=term, text=text, is_regex=is_regex)
+        except blocklist.BlocklistError as exc:
+            error = str(exc)
+        else:
+            return _done(request, f"Saved “{term.text}”.", f"term-{term.pk}")
+    else:
+        error = _first_error(form)
+    edit_term = {"pk": term.pk, "text": form.data.get("text", ""), "is_regex": form.data.get("is_regex") == "on"}
+    return _page(request, status=422, edit_term={**edit_term, "error": error})
 
 
 @require_POST
@@ -99,27 +123,22 @@ def _get_membership(request: HttpRequest, pk: int) -> Membership:
 
 @require_POST
 @owner_required
-def member_add(request: HttpRequest) -> HttpResponse:
-    username, role = request.POST.get("username", ""), request.POST.get("role", Membership.Role.MEMBER)
-    try:
-        membership = members.member_add(actor=request.user, team=request.team, username=username, role=role)
-    except members.MembershipError as exc:
-        return _page(request, status=422, add_member={"username": username, "role": role, "error": str(exc)})
-    return _done(
-        request, f"Added {membership.user.get_username()} as {membership.get_role_display().lower()}.", "members"
-    )
-
-
-@require_POST
-@owner_required
 def member_role(request: HttpRequest, pk: int) -> HttpResponse:
     membership = _get_membership(request, pk)
-    try:
-        members.member_role_change(actor=request.user, membership=membership, role=request.POST.get("role", ""))
-    except members.MembershipError as exc:
-        return _page(request, status=422, member_error={"pk": membership.pk, "error": str(exc)})
-    name = membership.user.get_username()
-    return _done(request, f"{name} is now {membership.get_role_display().lower()}.", f"member-{membership.pk}")
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = members.member_role_change(
+                actor=request.user, membership=membership, role=form.cleaned_data["role"]
+            )
+        except members.MembershipError as exc:
+            error = str(exc)
+        else:
+            name, role = membership.user.get_username(), membership.get_role_display().lower()
+            return _done(request, f"{name} is now {role}.", f"member-{membership.pk}")
+    else:
+        error = _first_error(form)
+    return _page(request, status=422, member_error={"pk": membership.pk, "error": error})
 
 
 @require_POST
@@ -130,7 +149,44 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
         members.member_remove(actor=request.user, membership=membership)
     except members.MembershipError as exc:
         return _page(request, status=422, member_error={"pk": membership.pk, "error": str(exc)})
-    if membership.user_id == request.user.pk and not request.user.is_staff:
+    if membership.user_id == request.user.pk:
+        # They left: back in their own team (staff too, who could stay on this page but not in this team).
+        request.session["team_id"] = teams.personal_team_ensure(user=request.user).pk
         messages.success(request, f"You left {membership.team.name}.")
-        return redirect("generations:studio")  # no longer an owner here: the settings page is not theirs
+        return redirect("generations:studio")
     return _done(request, f"Removed {membership.user.get_username()} from the team.")
+
+
+# --- Invitations ------------------------------------------------------------------------------------------------
+
+
+@require_POST
+@owner_required
+def invitation_create(request: HttpRequest) -> HttpResponse:
+    """The same answer whether or not anyone has the name: it names nobody but what was typed."""
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        username, role = form.cleaned_data["username"], form.cleaned_data["role"]
+        try:
+            invitation = members.invitation_create(actor=request.user, team=request.team, username=username, role=role)
+        except members.MembershipError as exc:
+            error = str(exc)
+        else:
+            role = invitation.get_role_display().lower()
+            message = f"Invited {invitation.username} as {role}: they will see it when they sign in."
+            return _done(request, message, "invitations")
+    else:
+        error = _first_error(form)
+    add_invite = {"username": form.data.get("username", ""), "role": form.data.get("role", ""), "error": error}
+    return _page(request, status=422, add_invite=add_invite)
+
+
+@require_POST
+@owner_required
+def invitation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = get_object_or_404(Invitation.objects.open(), pk=pk, team=request.team)
+    try:
+        members.invitation_withdraw(actor=request.user, invitation=invitation)
+    except members.MembershipError as exc:  # answered or lapsed since the page was drawn
+        return _page(request, status=409, invitation_error=str(exc))
+    return _done(request, f"Withdrew the invitation to {invitation.username}.", "invitations")
