@@ -16,6 +16,7 @@ character of prompt about what its automaton weighs (`pattern_size`), which is w
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -105,25 +106,38 @@ class Matcher:
 
     Two searches whatever the number of terms: the words and phrases as one alternation of literals over the
     prompt's words, spaced (" ca phe " in " uong ca phe den "), and the patterns as one alternation over the
-    prompt. Both are RE2 automata, linear in the prompt; their size, and so the cost per character, is what the
-    caller bounds. Not an re2.Set: a Set's automaton never falls back to RE2's slower search when it thrashes
+    prompt. Both are RE2 automata, linear in the prompt, and their size, the cost per character, is held to the
+    caps given. Not an re2.Set: a Set's automaton never falls back to RE2's slower search when it thrashes
     (20 patterns took 0.3 s on a 4,000-character prompt) and answers "no match" when it runs out of memory.
     """
 
-    def __init__(self, terms: Iterable[Term]) -> None:
+    def __init__(self, terms: Iterable[Term], *, max_terms: int, max_weight: int) -> None:
+        """`max_terms` and `max_weight` (of patterns) per scope: a list saved past them (before the caps were
+        set or lowered) is matched only that far, in the order given; `skipped` counts the rest per scope."""
         self.phrases: dict[str, str] = {}  # a term's folded words, spaced round (" ca phe ") -> the term as written
         self.regexes: list[tuple[re2._Regexp, str]] = []
         self.scopes: dict[str, str] = {}  # the term as written -> "team" or "site"
+        self.skipped: Counter[str] = Counter()
+        taken: Counter[str] = Counter()
+        weighed: Counter[str] = Counter()
         for term in terms:
             if term.is_regex:
                 try:
-                    self.regexes.append((regex_compile(term.text), term.text))
+                    compiled: re2._Regexp | list[str] = regex_compile(term.text)
                 except re2.error:
                     continue  # saved before a rule changed: validated once; skipped rather than refuse every prompt
-            elif words := words_of(term.text):
-                self.phrases.setdefault(f" {' '.join(words)} ", term.text)
-            else:
+            elif not (compiled := words_of(term.text)):
                 continue
+            weight = compiled.programsize if isinstance(compiled, re2._Regexp) else 0
+            if taken[term.scope] >= max_terms or weighed[term.scope] + weight > max_weight:
+                self.skipped[term.scope] += 1
+                continue
+            taken[term.scope] += 1
+            weighed[term.scope] += weight
+            if isinstance(compiled, re2._Regexp):
+                self.regexes.append((compiled, term.text))
+            else:
+                self.phrases.setdefault(f" {' '.join(compiled)} ", term.text)
             self.scopes.setdefault(term.text, term.scope)
         # The words are folded already, the prompt's too: an exact match, as a dict lookup would be.
         literals = [re2.escape(spaced) for spaced in self.phrases]

@@ -24,7 +24,8 @@ HTMX = {"HX-Request": "true"}
 
 def matcher(*terms: str, regex: tuple[str, ...] = ()) -> Matcher:
     words = [Term(text, is_regex=False, scope="team") for text in terms]
-    return Matcher([*words, *(Term(text, is_regex=True, scope="team") for text in regex)])
+    patterns = [Term(text, is_regex=True, scope="team") for text in regex]
+    return Matcher([*words, *patterns], max_terms=1000, max_weight=100_000)
 
 
 # --- Matching ----------------------------------------------------------------------------------------------------
@@ -453,6 +454,22 @@ def test_the_admin_shows_a_cap_on_the_form_and_saves_nothing(client, django_user
     assert BlockedTerm.objects.count() == 3 and AuditEntry.objects.count() == 3
 
 
+def test_a_list_saved_past_the_caps_is_checked_only_up_to_them(owner, team, caps, caplog):
+    for text in ("moon", "tra da", "ca phe", "harbour"):  # saved before the caps (a bulk load, an older version)
+        BlockedTerm.objects.create(team=team, text=text)
+    for text in (r"k[i1]ll", r"\bblood\s*(bath|moon)\b"):  # weighing 12, then 24: over the 35 together
+        BlockedTerm.objects.create(team=None, text=text, is_regex=True)
+    assert blocklist.prompt_blocked(team=team, text="ca phe") == blocklist.Blocked("ca phe", "team")  # the oldest 3
+    assert blocklist.prompt_blocked(team=team, text="the harbour") is None
+    assert blocklist.prompt_blocked(team=team, text="k1ll") == blocklist.Blocked(r"k[i1]ll", "site")
+    assert blocklist.prompt_blocked(team=team, text="a blood bath") is None
+    past = "past its caps (saved before them): they are not checked until it is trimmed"
+    assert {(r.levelname, r.getMessage()) for r in caplog.records} == {
+        ("WARNING", f"team {team.pk}'s blocklist holds 1 terms {past}"),
+        ("WARNING", f"the site-wide blocklist holds 1 terms {past}"),
+    }
+
+
 def test_an_unclosed_quote_is_refused_as_it_would_swallow_the_other_patterns():
     assert term_problem(r"\Qa.b", is_regex=True) == r"This is not a pattern we can use: missing ): (?:\Qa.b)."
 
@@ -489,7 +506,8 @@ def _reference_find(prompt: str, words: list[str], patterns: list[str]) -> bool:
 )
 def test_the_compiled_list_finds_a_term_exactly_when_one_of_its_terms_matches(words, patterns, prompt):
     words = [w for w in words if words_of(w)]
-    m = Matcher([*(Term(w, is_regex=False, scope="team") for w in words), *(Term(p, True, "site") for p in patterns)])
+    terms = [*(Term(w, is_regex=False, scope="team") for w in words), *(Term(p, True, "site") for p in patterns)]
+    m = Matcher(terms, max_terms=100, max_weight=10_000)
     found = m.find(prompt)
     assert (found is not None) == _reference_find(prompt, words, patterns)
     if found is not None:

@@ -13,6 +13,7 @@ both keep the pair within the budget bench/blocklist.py measures, in the web sub
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from generations import blockmatch
 from generations.models import AuditEntry, BlockedTerm, Task, Team
 from generations.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
 
 CACHED_TEAMS = 256  # compiled matchers kept per process, least recently used dropped first
 # A refusal's audit row keeps the prompt's start, not all of it: refusals are cheap to send, rows are kept for long.
@@ -73,11 +76,22 @@ def _matcher(team_id: int | None) -> blockmatch.Matcher:
             _cache.move_to_end(team_id)
             return cached[1]
     rows = _terms(team_id).order_by(F("team_id").desc(nulls_last=True), "pk").values_list("text", "is_regex", "team_id")
-    # The team's own first: a term in both lists is named as the team's.
+    # The team's own first: a term in both lists is named as the team's. Each list at most to the caps, oldest
+    # terms first, so that no check, the worker's included, costs more than the caps allow.
     matcher = blockmatch.Matcher(
-        blockmatch.Term(text, is_regex=is_regex, scope="team" if term_team else "site")
-        for text, is_regex, term_team in rows
+        (
+            blockmatch.Term(text, is_regex=is_regex, scope="team" if term_team else "site")
+            for text, is_regex, term_team in rows
+        ),
+        max_terms=settings.MJSTUDIO_BLOCKLIST_MAX_TERMS,
+        max_weight=settings.MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE,
     )
+    for scope, count in matcher.skipped.items():
+        logger.warning(
+            "%s blocklist holds %s terms past its caps (saved before them): they are not checked until it is trimmed",
+            f"team {team_id}'s" if scope == "team" else "the site-wide",
+            count,
+        )
     with _cache_lock:
         _cache[team_id] = (fingerprint, matcher)
         _cache.move_to_end(team_id)
