@@ -620,6 +620,9 @@ class BlockedTerm(models.Model):
         help_text="An RE2 regular expression (no backreferences or lookarounds), searched in the prompt without "
         "accents, ignoring case. Not whole-word unless you write \\b.",
     )
+    # What makes two terms one (blockmatch.term_key: "Cà Phê" and "ca  phe" are): unique per list, so that
+    # simultaneous adds of one term make one row. Set by save().
+    key = models.CharField(max_length=blockmatch.TERM_KEY_MAX_LENGTH, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     # Counts edits: with the row count and the newest id it tells every process its compiled terms are stale.
@@ -627,9 +630,24 @@ class BlockedTerm(models.Model):
 
     class Meta:
         ordering = ("text",)
+        constraints = [
+            # A team's list and the site's (team NULL, which a plain unique constraint would let repeat).
+            models.UniqueConstraint(
+                fields=("team", "key"), condition=Q(team__isnull=False), name="blocked_term_team_key_unique"
+            ),
+            models.UniqueConstraint(
+                fields=("key",), condition=Q(team__isnull=True), name="blocked_term_site_key_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"/{self.text}/" if self.is_regex else self.text
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.key = blockmatch.term_key(self.text, is_regex=self.is_regex)
+        if (fields := kwargs.get("update_fields")) is not None and {"text", "is_regex"} & set(fields):
+            kwargs["update_fields"] = {*fields, "key"}
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if problem := blockmatch.term_problem(self.text, is_regex=self.is_regex):
@@ -686,6 +704,8 @@ class AuditEntry(models.Model):
             models.Index(fields=("team", "-created_at"), name="audit_team_recent"),
             models.Index(fields=("act", "-created_at"), name="audit_act_recent"),
             models.Index(fields=("target_type", "target_id"), name="audit_target"),
+            # The submit rate (services/limits.py): a user's prompts the blocklist refused in the window.
+            models.Index(fields=("actor", "act", "-created_at"), name="audit_actor_act_recent"),
         ]
 
     def __str__(self) -> str:

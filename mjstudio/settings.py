@@ -272,6 +272,15 @@ MJSTUDIO_MIRROR_THREADS = env.int("MJSTUDIO_MIRROR_THREADS", default=8)
 MJSTUDIO_JOB_TIMEOUT = env.float("MJSTUDIO_JOB_TIMEOUT", default=600.0)
 # Webhook deliveries and finished job rows older than this are deleted, once a day, by the poller.
 MJSTUDIO_RETENTION_DAYS = env.int("MJSTUDIO_RETENTION_DAYS", default=30)
+# Audit rows (services/audit.py) are kept far longer, being the record of who did what; pruned daily too. 0 = kept.
+MJSTUDIO_AUDIT_RETENTION_DAYS = env.int("MJSTUDIO_AUDIT_RETENTION_DAYS", default=730)
+# Every prompt sent is checked against its team's blocklist and the site's (services/blocklist.py), at submit and
+# again at send time in the worker: each list holds at most MJSTUDIO_BLOCKLIST_MAX_TERMS terms, and its patterns
+# together at most MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE of RE2 program size (what a pattern costs per character
+# of prompt: `kill` is 11). At both caps, team and site together, a 4,000-character prompt is checked in under
+# 20 ms, whatever the patterns (bench/blocklist.py).
+MJSTUDIO_BLOCKLIST_MAX_TERMS = env.int("MJSTUDIO_BLOCKLIST_MAX_TERMS", default=100)
+MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE = env.int("MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE", default=600)
 
 # --- Limits on abuse --------------------------------------------------------------------------------------
 # Submissions (each one a paid upstream call): at most MJSTUDIO_SUBMIT_MAX new tasks per user in any

@@ -25,7 +25,7 @@ from django_tasks_db.models import DBTaskResult
 from PIL import Image as PILImage
 
 from generations import jobs
-from generations.models import Chore, Image, Membership, Task, Team, WebhookDelivery
+from generations.models import AuditEntry, Chore, Image, Membership, Task, Team, WebhookDelivery
 from generations.services import housekeeping, mirroring, polling, submitting, teams
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -423,6 +423,19 @@ def test_the_poller_prunes_old_rows_only_and_once_a_day(settings):
     housekeeping.chores_run_due(now=timezone.now() + timedelta(days=1, minutes=1))  # the next day
     assert not WebhookDelivery.objects.filter(pk=newly_old.pk).exists()
     assert Chore.objects.get(name="prune_old_rows").last_run_at > timezone.now() + timedelta(days=1)
+
+
+def test_audit_rows_are_kept_for_their_own_longer_retention(settings):
+    settings.MJSTUDIO_RETENTION_DAYS, settings.MJSTUDIO_AUDIT_RETENTION_DAYS = 30, 730
+    now = timezone.now()
+    kept = [AuditEntry.objects.create(act="prompt_blocked", created_at=now - timedelta(days=d)) for d in (31, 729)]
+    for days in (731, 900):
+        AuditEntry.objects.create(act="prompt_blocked", created_at=now - timedelta(days=days))
+    assert housekeeping.rows_prune_old() == 2
+    assert set(AuditEntry.objects.all()) == set(kept)
+    settings.MJSTUDIO_AUDIT_RETENTION_DAYS = 0  # kept for good
+    assert housekeeping.rows_prune_old(now=now + timedelta(days=3650)) == 0
+    assert AuditEntry.objects.count() == 2
 
 
 def test_the_prune_deletes_in_batches(monkeypatch, settings):

@@ -3,29 +3,29 @@ on Reroll and Retry, and at send time, each audited and none reaching the sandbo
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generations.blockmatch import Matcher, term_key, term_problem, words_of
+from generations.blockmatch import Matcher, Term, regex_compile, term_key, term_problem, words_of
 from generations.models import AuditEntry, BlockedTerm, Membership, Prompt, Task, Team
 from generations.services import blocklist, submitting
+from generations.text import strip_for_blocking
 
 HTMX = {"HX-Request": "true"}
 
 
 def matcher(*terms: str, regex: tuple[str, ...] = ()) -> Matcher:
-    m = Matcher()
-    for text in terms:
-        m.add(text, is_regex=False, scope="team")
-    for text in regex:
-        m.add(text, is_regex=True, scope="team")
-    return m
+    words = [Term(text, is_regex=False, scope="team") for text in terms]
+    patterns = [Term(text, is_regex=True, scope="team") for text in regex]
+    return Matcher([*words, *patterns], max_terms=1000, max_weight=100_000)
 
 
 # --- Matching ----------------------------------------------------------------------------------------------------
@@ -179,9 +179,9 @@ def test_a_teams_terms_and_the_sites_apply_and_no_other_teams(owner, team, charl
 
 def test_a_check_costs_one_query_until_the_terms_change(owner, team, django_assert_num_queries):
     term = blocklist.term_add(actor=owner, team=team, text="ca phe")
-    for i in range(300):
+    for i in range(90):
         BlockedTerm.objects.create(team=team, text=f"word{i}")
-    assert blocklist.prompt_blocked(team=team, text="word299") is not None  # loads and compiles
+    assert blocklist.prompt_blocked(team=team, text="word89") is not None  # loads and compiles
     with django_assert_num_queries(1):  # the fingerprint only
         assert blocklist.prompt_blocked(team=team, text="Cà phê").term == "ca phe"
     blocklist.term_change(actor=owner, term=term, text="tra da", is_regex=False)  # an edit keeps count and ids
@@ -249,10 +249,11 @@ def test_the_composer_refuses_a_blocked_prompt_naming_the_term(alice_client, ali
     entry = AuditEntry.objects.get(act=AuditEntry.Act.PROMPT_BLOCKED)
     assert (entry.actor, entry.team_id, entry.target_id) == (alice, team.pk, None)
     assert entry.details == {
-        "prompt": "Cà phê đen, morning light",
         "term": "ca phe",
         "scope": "team",
         "action": "imagine",
+        "excerpt": "Cà phê đen, morning light",
+        "length": 25,
     }
 
 
@@ -290,7 +291,7 @@ def test_reroll_of_a_prompt_blocked_since_is_refused(alice_client, make_task, ow
     assert "Your prompt contains “ca phe”, which this team does not allow." in response.content.decode()
     assert Task.objects.count() == 1
     entry = AuditEntry.objects.get(act=AuditEntry.Act.PROMPT_BLOCKED)
-    assert entry.details["action"] == "reroll" and entry.details["prompt"] == "Cà phê at dawn"
+    assert entry.details["action"] == "reroll" and entry.details["excerpt"] == "Cà phê at dawn"
 
 
 def test_an_action_that_sends_no_prompt_is_not_checked(alice_client, make_task, owner, team):
@@ -379,3 +380,207 @@ def test_apiframes_own_refusal_shows_on_the_card(studio_upstream, alice, team, c
 def test_teams_have_no_terms_by_default(team):
     assert blocklist.prompt_blocked(team=team, text="anything at all") is None
     assert blocklist.prompt_blocked(team=Team.objects.create(name="Empty").pk, text="x") is None
+
+
+# --- Bounds: what one list may hold, so that a check costs what the bench measures -------------------------------
+
+
+@pytest.fixture
+def caps(settings):
+    settings.MJSTUDIO_BLOCKLIST_MAX_TERMS = 3
+    settings.MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE = 35  # "kill" weighs 11
+
+
+def _rows() -> list[tuple]:
+    return sorted(BlockedTerm.objects.values_list("team_id", "text", "is_regex"), key=str)
+
+
+def test_a_list_holds_at_most_its_cap_of_terms(owner, team, caps):
+    for text in ("moon", "tra da", "ca phe"):
+        blocklist.term_add(actor=owner, team=team, text=text)
+    before = (_rows(), AuditEntry.objects.count())
+    with pytest.raises(blocklist.BlocklistError) as info:
+        blocklist.term_add(actor=owner, team=team, text="harbour")
+    assert str(info.value) == "This team's blocklist holds 3 terms, the most it may: remove one first."
+    with pytest.raises(blocklist.BlocklistError, match="holds 3 terms"):
+        blocklist.term_add(actor=owner, team=team, text="kill", is_regex=True)
+    assert (_rows(), AuditEntry.objects.count()) == before
+    blocklist.term_change(actor=owner, term=BlockedTerm.objects.get(text="moon"), text="sun", is_regex=False)
+    blocklist.term_add(actor=owner, team=None, text="harbour")  # the site's list has a cap of its own
+
+
+def test_the_site_wide_list_has_the_same_cap(owner, caps):
+    for text in ("moon", "tra da", "ca phe"):
+        blocklist.term_add(actor=owner, team=None, text=text)
+    with pytest.raises(blocklist.BlocklistError) as info:
+        blocklist.term_add(actor=owner, team=None, text="harbour")
+    assert str(info.value) == "The site-wide blocklist holds 3 terms, the most it may: remove one first."
+    assert BlockedTerm.objects.count() == 3
+
+
+def test_patterns_past_the_lists_size_are_refused_on_add_and_on_change(owner, team, caps):
+    blocklist.term_add(actor=owner, team=team, text="kill", is_regex=True)  # 11
+    word = blocklist.term_add(actor=owner, team=team, text="moon")
+    before = (_rows(), AuditEntry.objects.count())
+    with pytest.raises(blocklist.BlocklistError) as info:
+        blocklist.term_add(actor=owner, team=team, text=r"\bk[i1]ll(s|ing|er)?\b", is_regex=True)  # 25
+    assert str(info.value) == (
+        "Patterns cost every prompt a check: with this one, this team's patterns would weigh 36 (this one weighs "
+        "25; “kill” weighs 11), over the 35 allowed. Write it more simply (fewer alternatives, shorter {n,m} "
+        "repeats) or remove a pattern first."
+    )
+    with pytest.raises(blocklist.BlocklistError, match="would weigh 36"):  # a word turned into that pattern
+        blocklist.term_change(actor=owner, term=word, text=r"\bk[i1]ll(s|ing|er)?\b", is_regex=True)
+    assert (_rows(), AuditEntry.objects.count()) == before
+    blocklist.term_add(actor=owner, team=team, text=r"k[i1]ll(s|er)?", is_regex=True)  # 20 more: 31, within
+
+
+def test_one_costly_pattern_is_refused_however_short(owner, team):
+    with pytest.raises(blocklist.BlocklistError, match=r"would weigh 59,854 \(this one weighs 59,854;.* 600 allowed"):
+        blocklist.term_add(
+            actor=owner, team=team, text=r"\pL{50}", is_regex=True
+        )  # 7 characters: 50 letters, any script
+    assert not BlockedTerm.objects.exists()
+
+
+def test_the_admin_shows_a_cap_on_the_form_and_saves_nothing(client, django_user_model, caps):
+    staff = django_user_model.objects.create_superuser("ada", "ada@example.com", "pw-ada")
+    for text in ("moon", "tra da", "ca phe"):
+        blocklist.term_add(actor=staff, team=None, text=text)
+    client.force_login(staff)
+    response = client.post("/admin/generations/blockedterm/add/", {"text": "harbour", "is_regex": ""})
+    assert response.status_code == 200
+    assert "The site-wide blocklist holds 3 terms, the most it may: remove one first." in response.content.decode()
+    assert BlockedTerm.objects.count() == 3 and AuditEntry.objects.count() == 3
+
+
+def test_a_list_saved_past_the_caps_is_checked_only_up_to_them(owner, team, caps, caplog):
+    for text in ("moon", "tra da", "ca phe", "harbour"):  # saved before the caps (a bulk load, an older version)
+        BlockedTerm.objects.create(team=team, text=text)
+    for text in (r"k[i1]ll", r"\bblood\s*(bath|moon)\b"):  # weighing 12, then 24: over the 35 together
+        BlockedTerm.objects.create(team=None, text=text, is_regex=True)
+    assert blocklist.prompt_blocked(team=team, text="ca phe") == blocklist.Blocked("ca phe", "team")  # the oldest 3
+    assert blocklist.prompt_blocked(team=team, text="the harbour") is None
+    assert blocklist.prompt_blocked(team=team, text="k1ll") == blocklist.Blocked(r"k[i1]ll", "site")
+    assert blocklist.prompt_blocked(team=team, text="a blood bath") is None
+    past = "past its caps (saved before them): they are not checked until it is trimmed"
+    assert {(r.levelname, r.getMessage()) for r in caplog.records} == {
+        ("WARNING", f"team {team.pk}'s blocklist holds 1 terms {past}"),
+        ("WARNING", f"the site-wide blocklist holds 1 terms {past}"),
+    }
+
+
+def test_an_unclosed_quote_is_refused_as_it_would_swallow_the_other_patterns():
+    assert term_problem(r"\Qa.b", is_regex=True) == r"This is not a pattern we can use: missing ): (?:\Qa.b)."
+
+
+def test_a_term_longer_than_the_limit_once_written_out_is_refused():
+    assert term_problem("ﷺ" * 12, is_regex=False) == (
+        "Keep a blocked term to 200 characters once written out (it has 216)."
+    )
+
+
+def test_a_word_is_named_by_its_place_in_the_prompt_and_a_pattern_by_the_lists_order():
+    m = matcher("moon", "ca phe", "sun", regex=(r"k[i1]ll", r"\d{3}"))
+    assert m.find("sun, moon") == "sun"
+    assert m.find("ca phe phe ca moon") == "ca phe"
+    assert m.find("555 kill") == r"k[i1]ll"
+    assert m.find("a quiet harbour") is None
+
+
+def _reference_find(prompt: str, words: list[str], patterns: list[str]) -> bool:
+    """The matching rule spelled out, one term at a time, as the matcher compiled them all at once must agree."""
+    prompt_words = words_of(prompt)
+    for term in words:
+        term_words = words_of(term)
+        if any(prompt_words[i : i + len(term_words)] == term_words for i in range(len(prompt_words))):
+            return True
+    return any(regex_compile(p).search(strip_for_blocking(prompt)) for p in patterns)
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.text(LETTERS, min_size=1, max_size=12), max_size=8),
+    st.lists(st.sampled_from([r"\bk[i1]ll", r"a\d", r"(x+x+)+y", r"đ[aă]", r"^\s*z", r"[^\w\s]{2}"]), max_size=4),
+    st.text(LETTERS, max_size=80),
+)
+def test_the_compiled_list_finds_a_term_exactly_when_one_of_its_terms_matches(words, patterns, prompt):
+    words = [w for w in words if words_of(w)]
+    terms = [*(Term(w, is_regex=False, scope="team") for w in words), *(Term(p, True, "site") for p in patterns)]
+    m = Matcher(terms, max_terms=100, max_weight=10_000)
+    found = m.find(prompt)
+    assert (found is not None) == _reference_find(prompt, words, patterns)
+    if found is not None:
+        assert found in words or found in patterns
+
+
+# --- One row per term, however the adds arrive --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("site", [False, True], ids=["team", "site"])
+def test_the_database_refuses_a_term_twice_on_one_list(owner, team, site):
+    on = None if site else team
+    BlockedTerm.objects.create(team=on, text="Cà phê")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BlockedTerm.objects.create(team=on, text="ca  PHE")
+    BlockedTerm.objects.create(team=team if site else None, text="ca phe")  # the other list
+    assert BlockedTerm.objects.count() == 2
+
+
+@pytest.mark.parametrize("site", [False, True], ids=["team", "site"])
+def test_an_add_that_raced_past_the_check_is_told_the_term_is_listed(owner, team, monkeypatch, site):
+    on = None if site else team
+    other = blocklist.term_add(actor=owner, team=on, text="ca phe")
+    clean = blocklist.term_clean
+    # The other add commits between this one's check and its insert: the check does not see its row.
+    monkeypatch.setattr(blocklist, "term_clean", lambda **given: clean(**given, exclude=other.pk))
+    with pytest.raises(blocklist.BlocklistError, match=r"“Cà-Phê” is already on the list\."):
+        blocklist.term_add(actor=owner, team=on, text="Cà-Phê")
+    assert BlockedTerm.objects.count() == 1 and AuditEntry.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("site", [False, True], ids=["team", "site"])
+def test_simultaneous_adds_of_one_term_make_one_row(alice, team, site):
+    on = None if site else team
+    ready, outcomes = threading.Barrier(8), []
+
+    def add():
+        try:
+            ready.wait(timeout=5)
+            blocklist.term_add(actor=alice, team=on, text="ca phe")
+            outcomes.append("added")
+        except blocklist.BlocklistError as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["added"] + ["“ca phe” is already on the list."] * 7
+    assert BlockedTerm.objects.count() == 1
+    assert AuditEntry.objects.filter(act=AuditEntry.Act.BLOCKLIST_ADD).count() == 1
+
+
+# --- Refusals: after the cheap limits, counted, and kept short ------------------------------------------------------
+
+
+def test_a_submit_over_the_rate_is_refused_before_the_blocklist_is_checked(alice_client, ca_phe, make_task, settings):
+    settings.MJSTUDIO_SUBMIT_MAX = 1
+    make_task(status="finished")
+    response = _imagine(alice_client, "Cà phê đen", **HTMX)
+    assert response.status_code == 422
+    assert "You have sent 1 tasks in the last 10 minutes" in response.content.decode()
+    assert not AuditEntry.objects.filter(act=AuditEntry.Act.PROMPT_BLOCKED).exists()  # never checked
+    assert Task.objects.count() == 1
+
+
+def test_a_refusals_audit_row_keeps_an_excerpt_not_the_whole_prompt(alice_client, ca_phe):
+    prompt = "ca phe " + "x" * 3993
+    assert _imagine(alice_client, prompt, **HTMX).status_code == 422
+    details = AuditEntry.objects.get(act=AuditEntry.Act.PROMPT_BLOCKED).details
+    assert details["excerpt"] == prompt[:199] + "…" and details["length"] == 4000
+    assert "prompt" not in details and details["term"] == "ca phe"

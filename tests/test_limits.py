@@ -16,8 +16,8 @@ from django.db.models import F
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
-from generations.models import Prompt, Task
-from generations.services import limits
+from generations.models import AuditEntry, Prompt, Task
+from generations.services import blocklist, limits
 
 HTMX = {"HX-Request": "true"}
 
@@ -139,6 +139,33 @@ def test_it_refuses_a_retry_over_the_rate(alice_client, rate, sent_three, make_t
     assert _counts() == before
 
 
+def test_prompts_the_blocklist_refused_count_in_the_rate(alice_client, alice, team, rate):
+    blocklist.term_add(actor=alice, team=None, text="ca phe")
+    for _ in range(3):
+        assert _imagine(alice_client, prompt="Cà phê đen").status_code == 422
+    refusals = AuditEntry.objects.filter(act=AuditEntry.Act.PROMPT_BLOCKED).count()
+    before = _counts()
+    response = _imagine(alice_client)  # a prompt the list lets through, but the fourth submit in the window
+    assert response.status_code == 422
+    page = html.unescape(response.content.decode())
+    assert (
+        "You have sent 3 tasks in the last 10 minutes, counting prompts the blocklist refused: try again in 10 minutes."
+        in page
+    )
+    assert 595 <= int(response["Retry-After"]) <= 600
+    assert _counts() == before == (0, 0)
+    assert AuditEntry.objects.filter(act=AuditEntry.Act.PROMPT_BLOCKED).count() == refusals == 3
+
+
+def test_a_refusal_at_send_time_is_its_tasks_and_not_counted_again(alice, team, rate, make_task):
+    task = make_task(status="failed")
+    blocklist.term_add(actor=alice, team=None, text="ca phe")
+    for _ in range(2):
+        with pytest.raises(blocklist.PromptBlocked):  # the worker's check: the task is named
+            blocklist.prompt_check(team=team, user=alice, text="ca phe", action="imagine", task=task)
+    assert limits.submission_refusal(user=alice, team=team) is None  # one task so far, of three
+
+
 # --- The per-team cap on tasks in flight ---------------------------------------------------------------------
 
 
@@ -183,7 +210,7 @@ def test_it_refuses_an_action_while_the_team_is_at_its_cap(alice_client, cap, ma
     assert _counts() == before
 
 
-def test_the_rule_costs_two_indexed_queries(alice, team, settings):
+def test_the_rule_costs_three_indexed_queries(alice, team, settings):
     settings.MJSTUDIO_SUBMIT_MAX, settings.MJSTUDIO_TEAM_MAX_IN_FLIGHT = 30, 12
     executed = []
 
@@ -193,23 +220,37 @@ def test_the_rule_costs_two_indexed_queries(alice, team, settings):
 
     with connection.execute_wrapper(record):
         assert limits.submission_refusal(user=alice, team=team) is None
-    assert len(executed) == 2
+    assert len(executed) == 3
     plans = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             from tests.planner import history_for_the_planner
 
             history_for_the_planner(team, alice)  # PostgreSQL plans by statistics: give it a real history
+            _audit_history(alice)
             cursor.execute("SET LOCAL enable_seqscan = off")
         explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
         for sql, params in executed:  # as sent, parameters bound: the plan the database really uses
             cursor.execute(explain + sql, params)
             plans.append(" ".join(str(column) for row in cursor.fetchall() for column in row))
     assert "task_user_recent" in plans[0]
+    assert "audit_actor_act_recent" in plans[1]  # the user's refused prompts in the window
     if connection.vendor == "sqlite":
-        assert "COVERING INDEX task_team_status" in plans[1]  # the count and the first deadline from the index
+        assert "COVERING INDEX task_team_status" in plans[2]  # the count and the first deadline from the index
     else:  # an index of the rows in flight (the planner picks which by statistics), never the team's history
-        assert any(index in plans[1] for index in ("task_team_status", "task_status_deadline", "task_status_heard"))
+        assert any(index in plans[2] for index in ("task_team_status", "task_status_deadline", "task_status_heard"))
+
+
+def _audit_history(user) -> None:
+    """A year of audit rows, the user's refusals a few among them, with statistics gathered (as for the tasks)."""
+    now = timezone.now()
+    acts = [AuditEntry.Act.REVIEW, AuditEntry.Act.BLOCKLIST_ADD, AuditEntry.Act.PROMPT_BLOCKED]
+    AuditEntry.objects.bulk_create(
+        AuditEntry(actor=user if i % 50 == 0 else None, act=acts[i % 3], created_at=now - timedelta(hours=i))
+        for i in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE generations_auditentry")
 
 
 # --- Login (django-axes) --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from generations.models import Chore, Image, WebhookDelivery
+from generations.models import AuditEntry, Chore, Image, WebhookDelivery
 from generations.services import media
 
 logger = logging.getLogger(__name__)
@@ -92,14 +92,19 @@ def _stored_files_in_batches() -> Iterator[list[tuple[str, datetime | None]]]:
 
 
 def rows_prune_old(*, now: datetime | None = None) -> int:
-    """Delete webhook deliveries and finished job rows older than MJSTUDIO_RETENTION_DAYS, in batches."""
+    """Delete webhook deliveries and finished job rows older than MJSTUDIO_RETENTION_DAYS, and audit rows older
+    than MJSTUDIO_AUDIT_RETENTION_DAYS (0: kept), in batches."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.MJSTUDIO_RETENTION_DAYS)
     finished = (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
     pruned = _delete_in_batches(WebhookDelivery.objects.filter(received_at__lt=cutoff))
     pruned += _delete_in_batches(DBTaskResult.objects.filter(Q(status__in=finished), finished_at__lt=cutoff))
+    if audit_days := settings.MJSTUDIO_AUDIT_RETENTION_DAYS:  # index audit_recent
+        pruned += _delete_in_batches(AuditEntry.objects.filter(created_at__lt=now - timedelta(days=audit_days)))
     if pruned:
-        logger.info("pruned %s rows older than %s days", pruned, settings.MJSTUDIO_RETENTION_DAYS)
+        logger.info(
+            "pruned %s old rows (retention: %s days, audit %s)", pruned, settings.MJSTUDIO_RETENTION_DAYS, audit_days
+        )
     return pruned
 
 

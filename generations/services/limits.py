@@ -19,7 +19,7 @@ from django.db.models import Count, Max, Min, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 
-from generations.models import Task, Team
+from generations.models import AuditEntry, Task, Team
 
 logger = logging.getLogger(__name__)
 
@@ -53,23 +53,34 @@ def duration_words(seconds: float) -> str:
 def submission_refusal(*, user: AbstractBaseUser, team: Team, now: datetime | None = None) -> SubmissionRefused | None:
     """Why a new task may not be created now, with when to try again; None if it may.
 
-    Counted from the database, so it holds across processes. Two submits at the same moment may both pass
+    Counted from the database, so it holds across processes (refused prompts by their audit rows, written anyway:
+    no cache to share between processes, no extra write). Two submits at the same moment may both pass
     (a count, not a lock): one task over is acceptable for a rate limit, and the cap is a guard, not an invariant.
     """
     now = now or timezone.now()
     limit, window = settings.MJSTUDIO_SUBMIT_MAX, settings.MJSTUDIO_SUBMIT_WINDOW
     if limit > 0:
-        # The user's newest `limit` tasks (index task_user_recent): the oldest of them leaving the window frees a slot.
-        recent = list(
-            Task.objects.filter(created_by=user, created_at__gt=now - timedelta(seconds=window))
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[:limit]
+        since = now - timedelta(seconds=window)
+        # The user's newest `limit` tasks (index task_user_recent) and prompts the blocklist refused at submit
+        # (their audit rows, index audit_actor_act_recent; a refusal at send time is a task's, counted already):
+        # a refusal costs a check and a row, so it counts like a task. The oldest of the newest `limit` leaving
+        # the window frees a slot.
+        tasks = Task.objects.filter(created_by=user, created_at__gt=since)
+        refusals = AuditEntry.objects.filter(
+            actor=user, act=AuditEntry.Act.PROMPT_BLOCKED, created_at__gt=since, target_id=None
         )
+        newest = [
+            (moment, refused)
+            for rows, refused in ((tasks, False), (refusals, True))
+            for moment in rows.order_by("-created_at").values_list("created_at", flat=True)[:limit]
+        ]
+        recent = sorted(newest, reverse=True)[:limit]
         if len(recent) >= limit:
-            wait = (recent[-1] + timedelta(seconds=window) - now).total_seconds()
-            sent = f"You have sent {limit} tasks in the last {duration_words(window)}"
+            wait = (recent[-1][0] + timedelta(seconds=window) - now).total_seconds()
+            counting = ", counting prompts the blocklist refused" if any(refused for _, refused in recent) else ""
             return SubmissionRefused(
-                f"{sent}: try again in {duration_words(wait)}.",
+                f"You have sent {limit} tasks in the last {duration_words(window)}{counting}: "
+                f"try again in {duration_words(wait)}.",
                 retry_after=max(1, math.ceil(wait)),
             )
     cap = settings.MJSTUDIO_TEAM_MAX_IN_FLIGHT

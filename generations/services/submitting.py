@@ -75,8 +75,9 @@ def _task_create(
     A key counts within one team and on one parent (the constraints on Task say the same): reused on another
     parent, or after switching teams, it makes a new task, never answers with a different one.
     `prompt_for` gives the task's prompt inside the transaction, so a duplicate never leaves a stray prompt.
-    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit, and
-    blocklist.PromptBlocked (audited, nothing else created) when `prompt_text`, to be sent, holds a blocked term.
+    Raises limits.SubmissionRefused, having created nothing, when the user or the team is over a limit (refused
+    prompts count in the user's rate), and blocklist.PromptBlocked (audited, nothing else created) when
+    `prompt_text`, to be sent, holds a blocked term.
     """
     same_request = Task.objects.filter(
         created_by=created_by, team=team, parent=fields.get("parent"), idempotency_key=idempotency_key
@@ -84,10 +85,12 @@ def _task_create(
     existing = same_request.first()
     if existing:
         return existing, False  # a replay of an accepted submit is no new call: never refused
-    if fields["action"] in SENDS_PROMPT:
-        blocklist.prompt_check(team=team, user=created_by, text=prompt_text, action=str(fields["action"]))
     if refused := limits.submission_refusal(user=created_by, team=team):
         raise refused
+    # After the limits, which cost two or three indexed queries: a refused submit pays no check; a blocked prompt
+    # counts in the user's rate by its audit row.
+    if fields["action"] in SENDS_PROMPT:
+        blocklist.prompt_check(team=team, user=created_by, text=prompt_text, action=str(fields["action"]))
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -248,7 +251,9 @@ def task_submit(*, task_id: int, client: ApiframeClient | None = None) -> None:
 
 
 def _blocked_at_send(task: Task) -> bool:
-    """A term added while the task waited: it fails with the blocklist's message and is never sent."""
+    """A term added while the task waited: it fails with the blocklist's message and is never sent. The check
+    costs what the submit's did, within the bound the lists' caps keep (services/blocklist.py), so the tasks of
+    other teams queued behind this one wait no longer for it."""
     try:  # not in a transaction: the audit row written on the way out must stay
         blocklist.prompt_check(
             team=task.team_id, user=task.created_by, text=task.prompt.text, action=task.action, task=task

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0017_fold_refold_search_text'),
+        ('generations', '0018_blocklist_term_key_audit_actor_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
