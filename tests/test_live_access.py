@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import time
+from urllib.parse import quote
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -128,6 +129,16 @@ def test_a_reconnect_to_a_team_the_member_left_reloads_the_page(server, live, al
     fresh = Events(server, cookie, query=f"?team={own.pk}")
     assert fresh.response.status == 200 and fresh.nothing_for(0.8)  # open, heartbeats only
     fresh.close()
+
+
+@pytest.mark.parametrize("page_team", ["", "abc", "²", "-1", "9" * 40])
+def test_a_malformed_page_team_is_ignored_and_the_stream_opens(server, live, alice, make_task, page_team):
+    events = Events(server, logged_in(alice)[1], query=f"?team={quote(page_team)}")
+    assert events.response.status == 200
+    task = make_task()
+    change(task)
+    assert card_ids(events.next()["data"]) == {task.pk}
+    events.close()
 
 
 def test_a_reconnect_of_a_logged_out_session_is_sent_to_log_in(server, live, alice, team):

@@ -37,6 +37,7 @@ BATCH_ENTRIES = 100
 # How long the browser waits before it reconnects (EventSource's `retry`), in milliseconds.
 RECONNECT_MS = 1000
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_TEAM_ID = re.compile(r"[0-9]{1,19}")  # not str.isdigit(): "²" is a digit that int() refuses
 # The stream's last words when its user may no longer see it: the page loads itself again (studio.js).
 RELOAD = "event: reload\ndata: \n\n"
 
@@ -80,7 +81,7 @@ def _resume_from(request: HttpRequest) -> str | None:
 def _viewer(request: HttpRequest) -> Viewer | None:
     """The stream's viewer; None when the page was rendered for a team other than the session's now."""
     page_team = request.GET.get("team", "")
-    if page_team.isdigit() and int(page_team) != request.team.pk:
+    if _TEAM_ID.fullmatch(page_team) and int(page_team) != request.team.pk:
         return None
     return Viewer(grant=access.grant_for(request), mine_only=request.GET.get("mine") == "1")
 
