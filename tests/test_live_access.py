@@ -114,6 +114,24 @@ def test_a_session_hashed_under_a_fallback_key_is_allowed_and_left_as_it_is(sett
     assert Session.objects.get(pk=key).session_data == before
 
 
+def test_a_stream_renders_for_the_user_as_they_are_now_not_as_they_opened_it(server, live, alice, bob, make_task):
+    from generations.services import moderation
+
+    bob.is_staff = True
+    bob.save(update_fields=["is_staff"])
+    bobs = Events(server, logged_in(bob)[1])
+    time.sleep(0.3)  # the stream is open, with bob as staff
+    bob.is_staff = False
+    bob.save(update_fields=["is_staff"])
+    task = make_task()
+    moderation.items_hide(actor=alice, items=Task.objects.filter(pk=task.pk), reason="off brief")
+    event = bobs.next()
+    assert card_ids(event["data"]) == set()  # staff no more: the hidden card leaves his page, as a member's does
+    assert f'<div id="task-{task.pk}" hx-swap-oob="delete">' in event["data"]
+    assert Task.objects.get(pk=task.pk).hidden_at is not None
+    bobs.close()
+
+
 # --- A reconnect to a team the session left ---------------------------------------------------------------
 
 
