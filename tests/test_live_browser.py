@@ -64,3 +64,22 @@ def test_a_tab_logged_out_elsewhere_goes_to_log_in_by_itself_without_errors(redi
         expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"), timeout=10_000)
         expect(page.get_by_role("button", name="Log in")).to_be_visible()
         assert errors == [], errors
+
+
+def test_a_tab_over_the_cap_goes_live_once_another_tab_closes(redis_url: str, page: Page) -> None:  # noqa: F811
+    def stream(response) -> bool:
+        return "/studio/events/" in response.url
+
+    with running_stack(REDIS_URL=redis_url, MJSTUDIO_LIVE_MAX_STREAMS_PER_USER="1") as stack:
+        with page.expect_response(stream) as first:
+            log_in(page, stack)
+        assert first.value.status == 200
+        second_tab = page.context.new_page()
+        with second_tab.expect_response(stream) as refused:
+            second_tab.goto(f"{stack.url}/")
+        assert refused.value.status == 429
+        expect(second_tab.get_by_role("button", name="Imagine")).to_be_visible()  # the page itself works
+        # htmx's SSE extension asks again, waiting longer each time (0.5, 1, 2, 4 s...): once the first tab's stream
+        # has given its slot back, the second tab's next try opens its own.
+        with second_tab.expect_response(lambda response: stream(response) and response.status == 200, timeout=20_000):
+            page.close()
