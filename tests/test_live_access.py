@@ -220,3 +220,24 @@ def test_an_open_stream_keeps_its_slot_alive_on_each_beat(server, live, alice):
     assert later > first
     assert 0 < live.ttl(key) <= access.retry_after()
     events.close()
+
+
+def test_a_worker_that_stops_gives_its_open_streams_slots_back(redis_url):
+    """Under gunicorn's uvicorn workers (runstudio), as deployed: a reload or a stop ends the streams still open
+    after LIVE_SHUTDOWN_SECONDS, and their slots go back, or every tab reconnecting to the new workers would count
+    twice for a minute."""
+    import redis
+
+    from bench.stack import running_stack
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    with running_stack(REDIS_URL=redis_url) as stack:
+        stream = stack.logged_in_session().get(f"{stack.url}/studio/events/", stream=True, timeout=30)
+        assert stream.status_code == 200
+        deadline = time.monotonic() + 5
+        while not client.keys(f"{access.SLOTS_PREFIX}*"):
+            assert time.monotonic() < deadline, "the stream took no slot"
+            time.sleep(0.05)
+    assert client.keys(f"{access.SLOTS_PREFIX}*") == []
+    client.close()

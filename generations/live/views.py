@@ -40,6 +40,9 @@ _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _TEAM_ID = re.compile(r"[0-9]{1,19}")  # not str.isdigit(): "²" is a digit that int() refuses
 # The stream's last words when its user may no longer see it: the page loads itself again (studio.js).
 RELOAD = "event: reload\ndata: \n\n"
+# This process's open streams (their slots), until each has given its slot back: a worker shutting down waits for
+# the streams it cancelled to do so (worker.py), or their users' next tabs would find them taken for a minute.
+_open_slots: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ async def _events(request: HttpRequest, viewer: Viewer, after: str) -> AsyncIter
     key = stream.stream_key(viewer.team_id)
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + settings.LIVE_STREAM_SECONDS
+    _open_slots.add(viewer.grant.slot)
     try:
         missed = await _missed_some(redis, key, after)
         yield f"retry: {RECONNECT_MS}\n\n"  # sent at once, so that the browser knows the stream is open
@@ -181,7 +185,15 @@ async def _close(redis: object, viewer: Viewer) -> None:
     except aioredis.RedisError as error:  # the slot lapses by itself
         logger.warning("live push: could not give back a stream's slot of user %s: %s", viewer.grant.user_id, error)
     finally:
+        _open_slots.discard(viewer.grant.slot)
         await redis.aclose()  # type: ignore[attr-defined]
+
+
+async def streams_ended(*, seconds: float) -> None:
+    """Wait, up to `seconds`, until this process's cancelled streams have given their slots back."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while _open_slots and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 async def _newest(redis: object, key: str) -> str:
