@@ -327,6 +327,9 @@ LIVE_STREAM_MAXLEN = env.int("MJSTUDIO_LIVE_STREAM_MAXLEN", default=5000)
 # LIVE_STREAM_SECONDS: the browser reconnects at once, resuming where it was, with its login checked again.
 LIVE_HEARTBEAT_SECONDS = env.float("MJSTUDIO_LIVE_HEARTBEAT_SECONDS", default=15.0)
 LIVE_STREAM_SECONDS = env.float("MJSTUDIO_LIVE_STREAM_SECONDS", default=600.0)
+# Open streams per user at once, over every web process (counted in Redis; 0: no cap). One more is refused (429)
+# and the page asks again later: eight studio tabs stay live, a script opening thousands does not hold them.
+LIVE_MAX_STREAMS_PER_USER = env.int("MJSTUDIO_LIVE_MAX_STREAMS_PER_USER", default=8)
 # Under ASGI Django runs each request's synchronous code in a thread of its own, so a connection kept by a thread
 # is never used again: on PostgreSQL every page would open one. A pool per process instead (psycopg's, through
 # Django's `pool` option, which wants CONN_MAX_AGE=0); DATABASE_POOL_SIZE connections at most per process.

@@ -1,7 +1,7 @@
 """Live push against a real redis-server and a real ASGI server (uvicorn, in this process so that the database
 queries it makes can be counted): changes are published on commit only, a stream sends a team's changes to that
 team only, with the pulse's visibility rules, resumes after Last-Event-ID, frees its Redis connection when the tab
-closes, and 500 idle streams make no database query."""
+closes, and 500 idle streams read no card (only, once a heartbeat, whether their user may still see them)."""
 
 from __future__ import annotations
 
@@ -129,6 +129,25 @@ class Events:
                 raise ConnectionError("the stream ended")
             self.buffer += chunk.decode()
 
+    def until_end(self, *, seconds: float = 10) -> list[str]:
+        """The names of the events left until the server ends the stream (comments skipped)."""
+        names: list[str] = []
+        deadline = time.monotonic() + seconds
+        while True:
+            while "\n\n" in self.buffer:
+                block, self.buffer = self.buffer.split("\n\n", 1)
+                names += [line.removeprefix("event: ") for line in block.split("\n") if line.startswith("event: ")]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stream still open after {seconds} s (events: {names})")
+            self.connection.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = self.response.read1(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return names
+            self.buffer += chunk.decode()
+
     def nothing_for(self, seconds: float) -> bool:
         """No cards event within `seconds` (heartbeats only)."""
         try:
@@ -222,7 +241,7 @@ def test_the_page_under_asgi_opens_a_stream_from_its_position_instead_of_the_pul
     connection = http.client.HTTPConnection(*server.split(":"), timeout=10)
     connection.request("GET", "/", headers={"Cookie": session_cookie(alice)})
     page = connection.getresponse().read().decode()
-    assert f'sse-connect="/studio/events/?after={position}"' in page
+    assert f'sse-connect="/studio/events/?team={task.team_id}&amp;after={position}"' in page
     assert 'id="pulse"' not in page
     assert "hx-sse-2" in page
 
@@ -367,7 +386,11 @@ def rss_kib() -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
-def test_500_idle_streams_make_no_database_query_and_stay_cheap(server, live, alice, charlie, make_task):
+def test_500_idle_streams_read_no_card_only_their_access_and_stay_cheap(
+    server, live, settings, alice, charlie, make_task
+):
+    settings.LIVE_MAX_STREAMS_PER_USER = 500  # one user's 500 tabs here: the cap has its own test
+    settings.LIVE_HEARTBEAT_SECONDS = 3  # 15 s in production: each beat asks whether alice may still see the team
     cookie = session_cookie(alice)
     host, port = server.split(":")
     other = make_task(user=charlie)
@@ -390,14 +413,24 @@ def test_500_idle_streams_make_no_database_query_and_stay_cheap(server, live, al
         connected_rss = rss_kib()
         cpu_before, wall_before = time.process_time(), time.monotonic()
         with counted_queries() as queries:
-            # Heartbeats every 0.5 s here (15 s in production), and another team's change: idle for alice's tabs.
+            # Another team's change: idle for alice's tabs.
             Task.objects.filter(pk=other.pk).update_visibly(percentage=9)
             queries.clear()
             time.sleep(3)
-        cpu = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
-        assert queries == [], f"{len(queries)} queries from idle streams, e.g. {queries[:3]}"
+        wall = time.monotonic() - wall_before
+        cpu = (time.process_time() - cpu_before) / wall
+        tables = {table for sql in queries for table in re.findall(r'FROM "(\w+)"', sql)}
+        assert tables <= {"django_session", "generations_membership", "auth_user", "generations_team"}, queries[:3]
+        checks = sum('FROM "django_session"' in sql for sql in queries)
+        # The session, then the membership (with its user and team), and no card; checks under way at the window's
+        # edges (a pool thread's each) count one query of the two.
+        assert abs(len(queries) - 2 * checks) <= 32, f"{len(queries)} queries for {checks} access checks"
+        assert 400 <= checks <= 1000, f"{checks} access checks of 500 streams in {wall:.1f} s: not one per beat"
         per_stream_kib = (connected_rss - before_rss) / 500
-        print(f"\n500 idle streams: {per_stream_kib:.0f} KiB each, {cpu:.0%} of a core (heartbeat every 0.5 s)")
+        print(
+            f"\n500 idle streams: {per_stream_kib:.0f} KiB each, {cpu:.0%} of a core with a heartbeat every 3 s"
+            f" ({checks / wall:.0f} access checks/s, {cpu / (checks / wall) * 1e6:.0f} µs of CPU each at most)"
+        )
         assert per_stream_kib < 160, f"{per_stream_kib:.0f} KiB per idle stream"
         assert cpu < 0.5 * (os.cpu_count() or 1), f"idle streams take {cpu:.0%} of a core"
     finally:

@@ -146,3 +146,15 @@ document.addEventListener("htmx:sseMessage", (event) => {
   url.searchParams.set("after", id);
   live.setAttribute("sse-connect", url.pathname + url.search);
 });
+
+// Live push: a stream whose user may no longer see this page (logged out, removed from the team, or the session
+// moved to another team) ends with a "reload" event. Closed at once, it is not reopened into the same refusal; the
+// page loads itself again: the login page, or the studio of the team the user is in now.
+document.addEventListener("htmx:sseOpen", (event) => {
+  event.detail.source.addEventListener("reload", reloadPage); // once per source, however often it reconnects
+});
+
+function reloadPage(event) {
+  event.target.close();
+  location.reload();
+}
