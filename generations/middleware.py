@@ -32,7 +32,7 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
 
 def _current_team(request: HttpRequest) -> Team | None:
     """The team the user acts in: the one chosen in this session (switched to, or joined by accepting an
-    invitation), else where a session starts (teams.team_ensure_for_user, which also makes their personal team)."""
+    invitation), else where a session starts (teams.team_for_session, which also makes their personal team)."""
     if not request.user.is_authenticated:
         return None
     team_id = request.session.get("team_id")
@@ -42,7 +42,7 @@ def _current_team(request: HttpRequest) -> Team | None:
         team = mine.annotate(viewer_role=F("memberships__role")).first()
         if team:
             return team
-    team = teams.team_ensure_for_user(user=request.user)
+    team = teams.team_for_session(user=request.user)
     request.session["team_id"] = team.pk
     return team
 

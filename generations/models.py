@@ -50,6 +50,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=8, choices=Role, default=Role.MEMBER)
     joined_at = models.DateTimeField(default=timezone.now)
+    # When the user last chose to work here (switched to the team, or accepted its invitation). A new session
+    # starts in the team chosen last, else in the personal team: never in one they were put in without choosing.
+    chosen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("team", "user"), name="membership_unique")]

@@ -58,11 +58,13 @@ def team(db):
 
 def _member(username: str, team):
     from django.contrib.auth import get_user_model
+    from django.utils import timezone
 
     from generations.models import Membership
 
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    Membership.objects.create(team=team, user=user)
+    # As if they had accepted its invitation: a session of theirs starts in this team (teams.team_for_session).
+    Membership.objects.create(team=team, user=user, chosen_at=timezone.now())
     return user
 
 

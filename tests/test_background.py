@@ -470,7 +470,7 @@ def test_six_simultaneous_first_requests_make_one_personal_team(django_user_mode
 
     def first_request() -> None:
         start.wait()
-        teams_seen.append(teams.team_ensure_for_user(user=user).pk)
+        teams_seen.append(teams.team_for_session(user=user).pk)
 
     requests_ = [_in_thread(first_request) for _ in range(6)]
     for request in requests_:

@@ -104,7 +104,7 @@ def world(make_task, team, alice, bob, charlie, settings, django_user_model) -> 
         image.thumbnail.save("t.webp", ContentFile(b"RIFF fuzz"), save=False)
         image.mirrored_at = timezone.now()
     Image.objects.bulk_create(images)
-    theirs = charlie.memberships.get().team
+    theirs = charlie.memberships.get(chosen_at__isnull=False).team
     boards = [
         Collection.objects.create(team=team, name="Moodboard", created_by=alice),
         Collection.objects.create(team=theirs, name="Theirs", created_by=charlie),

@@ -443,7 +443,7 @@ def test_switching_to_a_team_that_is_no_number_or_too_big_is_a_404(alice_client,
 
 
 def test_switching_to_another_of_ones_teams_still_works(alice_client, alice, charlie):
-    other = charlie.memberships.get().team
+    other = charlie.memberships.get(chosen_at__isnull=False).team
     Membership.objects.create(team=other, user=alice)
     response = alice_client.post("/team/", {"team": str(other.pk)})
     assert response.status_code == 302
@@ -452,7 +452,7 @@ def test_switching_to_another_of_ones_teams_still_works(alice_client, alice, cha
 
 @pytest.mark.parametrize("page", ["/", "/library/", "/collections/", "/usage/", "/tasks/{task}/"])
 def test_every_page_offers_the_team_menu_to_a_member_of_two_teams(alice_client, alice, charlie, make_task, page):
-    other = charlie.memberships.get().team
+    other = charlie.memberships.get(chosen_at__isnull=False).team
     Membership.objects.create(team=other, user=alice)
     task = make_task(status="finished")
     response = alice_client.get(page.format(task=task.pk))

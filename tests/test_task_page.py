@@ -573,7 +573,9 @@ def test_new_urls_only_answer_get(client, targets, request, url, method, actor):
 
 
 def test_another_teams_collection_and_missing_ones_are_404(alice_client, charlie, make_task):
-    theirs = Collection.objects.create(team=charlie.memberships.get().team, name="Theirs", created_by=charlie)
+    theirs = Collection.objects.create(
+        team=charlie.memberships.get(chosen_at__isnull=False).team, name="Theirs", created_by=charlie
+    )
     assert alice_client.get(f"/collections/{theirs.pk}/export/").status_code == 404
     assert alice_client.get(f"/collections/{theirs.pk + 1}/export/").status_code == 404
     assert alice_client.get(f"/tasks/{2**63}/export/").status_code == 404

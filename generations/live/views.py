@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 BATCH_ENTRIES = 100
 # How long the browser waits before it reconnects (EventSource's `retry`), in milliseconds.
 RECONNECT_MS = 1000
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}", re.ASCII)  # Redis reads ASCII digits only
 _TEAM_ID = re.compile(r"[0-9]{1,19}")  # not str.isdigit(): "²" is a digit that int() refuses
 # The stream's last words when its user may no longer see it: the page loads itself again (studio.js).
 RELOAD = "event: reload\ndata: \n\n"

@@ -39,4 +39,9 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('state', 'pending')), fields=('team', 'username_key'), name='invitation_pending_once')],
             },
         ),
+        migrations.AddField(
+            model_name='membership',
+            name='chosen_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
     ]

@@ -147,9 +147,11 @@ def invitation_accept(*, user: AbstractBaseUser, invitation: Invitation) -> Memb
     with transaction.atomic():
         if not _answer(invitation, Invitation.State.ACCEPTED):
             raise MembershipError(NO_LONGER_OPEN)
-        membership, _ = Membership.objects.get_or_create(
-            team_id=invitation.team_id, user=user, defaults={"role": invitation.role}
+        membership, created = Membership.objects.get_or_create(
+            team_id=invitation.team_id, user=user, defaults={"role": invitation.role, "chosen_at": timezone.now()}
         )
+        if not created:  # staff put them in meanwhile: accepting is still their choice of it
+            Membership.objects.filter(pk=membership.pk).update(chosen_at=timezone.now())
         membership_audit(actor=user, act=AuditEntry.Act.INVITE_ACCEPT, membership=membership, role=membership.role)
     return membership
 

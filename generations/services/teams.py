@@ -5,20 +5,30 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from generations.models import Membership, Team
 
 
-def team_ensure_for_user(*, user: AbstractBaseUser) -> Team:
-    """The team a session starts in: the user's oldest membership's, which is their personal team unless staff put
-    them in a team before they first came (an owner cannot: people join by accepting an invitation).
+def team_for_session(*, user: AbstractBaseUser) -> Team:
+    """The team a new session starts in: the one the user chose last (Membership.chosen_at), else their personal
+    team. Never one they were put in without choosing it (by staff in the admin, or before invitations existed).
 
     Every user gets a personal team here, those already in another team too: somewhere of their own to work,
-    and to go back to after leaving a team. Race-safe: a user has at most one personal team (a unique column), so
-    of several simultaneous first requests one creates it and the others find it.
+    and to go back to after leaving a team.
     """
-    personal_team_ensure(user=user)
-    return Membership.objects.filter(user=user).select_related("team").order_by("joined_at", "pk").first().team
+    personal = personal_team_ensure(user=user)
+    chosen = Membership.objects.filter(user=user, chosen_at__isnull=False).select_related("team").order_by("-chosen_at")
+    return membership.team if (membership := chosen.first()) else personal
+
+
+def team_choose(*, user: AbstractBaseUser, team_id: int) -> Team | None:
+    """The user chooses to work in one of their teams (None if they are not in it): remembered for new sessions."""
+    membership = Membership.objects.filter(user=user, team_id=team_id).select_related("team").first()
+    if membership is None:
+        return None
+    Membership.objects.filter(pk=membership.pk).update(chosen_at=timezone.now())
+    return membership.team
 
 
 def personal_team_ensure(*, user: AbstractBaseUser) -> Team:
@@ -29,7 +39,7 @@ def personal_team_ensure(*, user: AbstractBaseUser) -> Team:
         try:
             with transaction.atomic():
                 team = Team.objects.create(name=f"{user.get_username()}'s team", personal_for=user)
-        except IntegrityError:  # another request made it first
+        except IntegrityError:  # another request made it first (Team.personal_for is unique)
             team = Team.objects.get(personal_for=user)
     Membership.objects.get_or_create(team=team, user=user, defaults={"role": Membership.Role.OWNER})
     return team
@@ -59,4 +69,5 @@ def demo_logins_ensure() -> None:
             user.set_password(DEMO_PASSWORD)
             user.save()
         role = Membership.Role.OWNER if username == DEMO_USERS[0] else Membership.Role.MEMBER
-        Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+        # Chosen for them on purpose: `make run`'s demo logins start in the demo studio.
+        Membership.objects.get_or_create(team=team, user=user, defaults={"role": role, "chosen_at": timezone.now()})

@@ -9,12 +9,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from generations import params
-from generations.models import Membership
 from generations.services import limits, teams
 
 
@@ -23,8 +22,10 @@ def team_switch(request: HttpRequest) -> HttpResponse:
     team_id = params.positive_int(request.POST.get("team"))
     if team_id is None:
         raise Http404("No such team.")
-    membership = get_object_or_404(Membership, team_id=team_id, user=request.user)
-    request.session["team_id"] = membership.team_id
+    team = teams.team_choose(user=request.user, team_id=team_id)
+    if team is None:
+        raise Http404("No such team.")
+    request.session["team_id"] = team.pk
     return redirect("generations:studio")
 
 
