@@ -443,6 +443,15 @@ def test_one_costly_pattern_is_refused_however_short(owner, team):
     assert not BlockedTerm.objects.exists()
 
 
+def test_the_settings_page_says_how_full_the_list_is(client, owner, team, caps):
+    blocklist.term_add(actor=owner, team=team, text="kill", is_regex=True)
+    blocklist.term_add(actor=owner, team=team, text="moon")
+    client.force_login(owner)
+    page = client.get("/team/settings/").content.decode()
+    assert "room for 3 terms, and for patterns weighing 35 together" in page
+    assert '<span id="blocklist-room">2 terms, patterns weighing 11</span>' in page
+
+
 def test_the_admin_shows_a_cap_on_the_form_and_saves_nothing(client, django_user_model, caps):
     staff = django_user_model.objects.create_superuser("ada", "ada@example.com", "pw-ada")
     for text in ("moon", "tra da", "ca phe"):

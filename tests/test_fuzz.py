@@ -216,7 +216,10 @@ ROUTES = {
     "studio": Route("/", ("GET",), {"mine": ("1", "0")}),
     "pulse": Route("/studio/pulse/", ("GET",), {"since": ("{since}",), "after": ("1", "{task_id}"), "mine": ("1",)}),
     # Under the test client (WSGI) a 404: the stream is served under ASGI only (tests/test_live.py).
-    "studio_events": Route("/studio/events/", ("GET",), {"after": ("0-0", "1-1"), "mine": ("1",)}),
+    # 404 under WSGI; what an open stream does when access ends is tests/test_live_access.py's, under ASGI.
+    "studio_events": Route(
+        "/studio/events/", ("GET",), {"after": ("0-0", "1-1"), "mine": ("1",), "team": ("1", "abc", "²", "9" * 40)}
+    ),
     "task_create": Route(
         "/tasks/",
         ("POST",),
@@ -301,7 +304,11 @@ ROUTES = {
     # membership's id is drawn like a task's.
     "team_settings": Route("/team/settings/", ("GET",), {}, owners=True),
     "blocklist_add": Route(
-        "/team/blocklist/", ("POST",), {"text": ("ca phe", "(a"), "is_regex": ("on", "")}, owners=True
+        "/team/blocklist/",
+        ("POST",),
+        # Past a term's length, a pattern heavier than a list may hold, an unclosed \Q (it would swallow the others).
+        {"text": ("ca phe", "(a", "x" * 201, r"\pL{50}", r"\Qa"), "is_regex": ("on", "")},
+        owners=True,
     ),
     "blocklist_change": Route(
         "/team/blocklist/{task}/", ("POST",), {"text": ("tra da",), "is_regex": ("on",)}, owners=True

@@ -247,6 +247,7 @@ ROWS = [
     Row("pulse",              "POST", "405   405   405   405   login", htmx=True),
     # Live push is off in tests (no Redis, a WSGI client): the stream is 404 for everyone logged in (tests/test_live.py
     # covers it on). Anonymous visitors are sent to log in either way.
+    # Under WSGI there is no stream to open; an open stream ending with its access is tests/test_live_access.py's.
     Row("studio_events",      "GET",  "404   404   404   404   login"),
     Row("studio_events",      "POST", "405   405   405   405   login"),
     Row("task_create",        "POST", "ok    ok    ok    ok    login", data=PROMPT),

@@ -5,12 +5,14 @@ invitation is 404. Every POST goes through a form (generations/forms.py)."""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from generations import blockmatch
 from generations.forms import BlockedTermForm, InvitationForm, RoleForm
 from generations.models import BlockedTerm, Invitation, Membership
 from generations.services import blocklist, members, teams
@@ -20,9 +22,14 @@ from generations.views.roles import owner_required
 def _settings_context(request: HttpRequest, **extra: object) -> dict:
     team = request.team
     owners_first = Case(When(role=Membership.Role.OWNER, then=Value(0)), default=Value(1), output_field=IntegerField())
+    terms = list(BlockedTerm.objects.filter(team=team).order_by("text", "pk"))
     return {
         "team": team,
-        "terms": list(BlockedTerm.objects.filter(team=team).order_by("text", "pk")),
+        "terms": terms,
+        # How full the list is, against the caps that bound what a check costs (services/blocklist.py).
+        "term_cap": settings.MJSTUDIO_BLOCKLIST_MAX_TERMS,
+        "pattern_weight": sum(blockmatch.pattern_size(term.text) for term in terms if term.is_regex),
+        "pattern_weight_cap": settings.MJSTUDIO_BLOCKLIST_MAX_PATTERN_SIZE,
         "site_term_count": BlockedTerm.objects.filter(team=None).count(),
         "memberships": list(
             Membership.objects.filter(team=team).select_related("user").order_by(owners_first, "user__username")
