@@ -58,13 +58,11 @@ def team(db):
 
 def _member(username: str, team):
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
-    from generations.models import Membership
+    from tests.support.teams import join
 
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    # As if they had accepted its invitation: a session of theirs starts in this team (teams.team_for_session).
-    Membership.objects.create(team=team, user=user, chosen_at=timezone.now())
+    join(team, user)
     return user
 
 

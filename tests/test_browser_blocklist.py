@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generations.models import AuditEntry, BlockedTerm, Membership, Prompt, Task, Team
+from tests.support.teams import join
 from tests.test_browser_studio import log_in, watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -17,7 +18,7 @@ def studio(live_server, studio_upstream, django_user_model):
     team = Team.objects.create(name="Moonlight Agency")
     for name, role in (("alice", Membership.Role.OWNER), ("bob", Membership.Role.MEMBER)):
         user = django_user_model.objects.create_user(name, password="a-long-test-password")
-        Membership.objects.create(team=team, user=user, role=role)
+        join(team, user, role=role)
     return live_server.url
 
 

@@ -12,7 +12,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from generations.models import CollectionItem, Image, Membership, Prompt, Task, Team
+from generations.models import CollectionItem, Image, Prompt, Task, Team
+from tests.support.teams import join
 from tests.test_browser_studio import watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -47,7 +48,7 @@ def _finished_grid(team: Team, user, text: str, seed: int) -> Task:
 def studio(live_server, django_user_model):
     team = Team.objects.create(name="Moonlight Agency")
     alice = django_user_model.objects.create_user("alice", password=PASSWORD)
-    Membership.objects.create(team=team, user=alice)
+    join(team, alice)
     grid = _finished_grid(team, alice, "a lighthouse in fog at dawn, soft teal light", seed=7)
     return SimpleNamespace(url=live_server.url, team=team, alice=alice, grid=grid)
 

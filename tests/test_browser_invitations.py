@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generations.models import Membership, Team
+from tests.support.teams import join
 from tests.test_browser_studio import log_in, watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def studio(live_server, studio_upstream, django_user_model):
     team = Team.objects.create(name="Moonlight Agency")
     alice = django_user_model.objects.create_user("alice", password="a-long-test-password")
-    Membership.objects.create(team=team, user=alice, role=Membership.Role.OWNER)
+    join(team, alice, role=Membership.Role.OWNER)
     django_user_model.objects.create_user("dora", password="a-long-test-password")  # in no team yet
     return live_server.url
 

@@ -13,6 +13,7 @@ from generations.models import Image, Membership, Task, Team
 from generations.services.moderation import flag_create, items_hide
 from generations.services.review import image_review_set
 from tests.library_data import add_task
+from tests.support.teams import join
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,8 +29,8 @@ def studio(live_server, django_user_model):
     team = Team.objects.create(name="Demo studio")
     dana = django_user_model.objects.create_user("dana", password=PASSWORD)
     eli = django_user_model.objects.create_user("eli", password=PASSWORD)
-    Membership.objects.create(team=team, user=dana, role=Membership.Role.OWNER)
-    Membership.objects.create(team=team, user=eli, role=Membership.Role.MEMBER)
+    join(team, dana, role=Membership.Role.OWNER)
+    join(team, eli, role=Membership.Role.MEMBER)
     Membership.objects.create(team=Team.objects.create(name="Moonlight Agency"), user=dana)
     now = timezone.now()
     root = add_task(user=dana, text=LONG, ratio="16:9", files=True, at=now)

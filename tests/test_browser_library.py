@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from generations.models import Favourite, Membership, Task, Team
+from generations.models import Favourite, Task, Team
 from tests.library_data import add_task
+from tests.support.teams import join
 from tests.test_browser_studio import watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ def library(live_server, django_user_model):
     users = {}
     for name in ("alice", "bob"):
         users[name] = django_user_model.objects.create_user(name, password=PASSWORD)
-        Membership.objects.create(team=team, user=users[name])
+        join(team, users[name])
     alice, bob = users["alice"], users["bob"]
     ratios = ("1:1", "16:9", "2:3", "4:3", "9:16", "3:2")
     minute = 0

@@ -11,7 +11,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from generations.models import Image, Membership, Prompt, Task, Team
+from generations.models import Image, Prompt, Task, Team
+from tests.support.teams import join
 from tests.test_browser_studio import image_menu, log_in, watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -74,7 +75,7 @@ def studio(live_server, django_user_model):
     users = {}
     for name in ("alice", "bob"):
         users[name] = django_user_model.objects.create_user(name, password="a-long-test-password")
-        Membership.objects.create(team=team, user=users[name])
+        join(team, users[name])
     return live_server.url, users
 
 

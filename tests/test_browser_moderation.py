@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from generations.models import AuditEntry, Flag, Image, Membership, Task, Team
+from tests.support.teams import join
 from tests.test_browser_collections import _finished_grid
 from tests.test_browser_studio import watch_errors
 
@@ -27,7 +28,7 @@ def studio(live_server, django_user_model):
     users = {}
     for name, role in (("demo", Membership.Role.OWNER), ("alex", Membership.Role.MEMBER), ("bob", "member")):
         users[name] = django_user_model.objects.create_user(name, password=PASSWORD)
-        Membership.objects.create(team=team, user=users[name], role=role)
+        join(team, users[name], role=role)
     harbour = _finished_grid(team, users["alex"], "a harbour at night, sodium lamps, wet cobbles", seed=3)
     lighthouse = _finished_grid(team, users["alex"], "a lighthouse in fog at dawn, soft teal light", seed=7)
     return SimpleNamespace(url=live_server.url, team=team, harbour=harbour, lighthouse=lighthouse, **users)

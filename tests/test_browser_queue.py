@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from generations.models import Membership, Prompt, Task, Team
 from generations.services import queue
+from tests.support.teams import join
 from tests.test_browser_studio import log_in, watch_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ def line(live_server, settings, django_user_model):
     users = {}
     for name, role in (("alice", Membership.Role.MEMBER), ("bob", Membership.Role.OWNER)):
         users[name] = django_user_model.objects.create_user(name, password="a-long-test-password")
-        Membership.objects.create(team=team, user=users[name], role=role)
+        join(team, users[name], role=role)
     now = timezone.now()
 
     def task(user, text: str, **fields) -> Task:

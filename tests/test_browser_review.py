@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from generations.models import AuditEntry, Image, Membership, Team
+from tests.support.teams import join
 from tests.test_browser_menu import PROMPTS, finished
 from tests.test_browser_studio import image_menu, log_in, watch_errors
 
@@ -20,7 +21,7 @@ def studio(live_server, django_user_model):
     users = {}
     for name, role in (("alice", Membership.Role.MEMBER), ("olivia", Membership.Role.OWNER)):
         users[name] = django_user_model.objects.create_user(name, password="a-long-test-password")
-        Membership.objects.create(team=team, user=users[name], role=role)
+        join(team, users[name], role=role)
     return live_server.url, users
 
 

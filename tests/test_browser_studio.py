@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from generations.models import Task
+from tests.support.teams import join
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,13 +17,13 @@ FINISHED_TIMEOUT = 20_000  # ms
 
 @pytest.fixture
 def studio(live_server, studio_upstream, settings, django_user_model):
-    from generations.models import Membership, Team
+    from generations.models import Team
 
     settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"
     team = Team.objects.create(name="Moonlight Agency")
     for name in ("alice", "bob"):
         user = django_user_model.objects.create_user(name, password="a-long-test-password")
-        Membership.objects.create(team=team, user=user)
+        join(team, user)
     return live_server.url
 
 

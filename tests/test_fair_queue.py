@@ -17,6 +17,7 @@ from django.utils import timezone
 from generations.apiframe import RateLimited, TaskState
 from generations.models import AuditEntry, Membership, Task
 from generations.services import applying, polling, queue, submitting
+from tests.support.teams import join
 
 CONCURRENCY = 3
 
@@ -32,7 +33,7 @@ def _queue_settings(settings):
 @pytest.fixture
 def carol(team):
     user = get_user_model().objects.create_user(username="carol", password="pw-carol")
-    Membership.objects.create(team=team, user=user)
+    join(team, user)
     return user
 
 

@@ -48,6 +48,7 @@ from generations.models import (
     WebhookDelivery,
 )
 from generations.services import members, teams
+from tests.support.teams import join
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 hypothesis.settings.register_profile(
@@ -83,7 +84,7 @@ class World:
 def world(make_task, team, alice, bob, charlie, settings, django_user_model) -> World:
     settings.APIFRAME_WEBHOOK_SECRET = SECRET
     olivia = django_user_model.objects.create_user("olivia", password="pw-olivia")
-    Membership.objects.create(team=team, user=olivia, role=Membership.Role.OWNER)
+    join(team, olivia, role=Membership.Role.OWNER)
     grid = make_task(status="finished", upstream_id="up-grid", finished_at=timezone.now())
     tasks = {
         "grid": grid,

@@ -16,8 +16,9 @@ from django.tasks import default_task_backend
 from django.utils import timezone
 
 from generations.library import queries
-from generations.models import Collection, CollectionItem, Favourite, Image, Membership, Prompt, Task
+from generations.models import Collection, CollectionItem, Favourite, Image, Prompt, Task
 from generations.services.moderation import items_hide, items_restore
+from tests.support.teams import join
 from tests.test_task_page import add_images
 
 REASON = "Depicts a real person"
@@ -35,7 +36,7 @@ def _fresh_cache():
 def staff(team):
     """A site admin who also works in the team (staff see a team's pages as its members do)."""
     user = get_user_model().objects.create_user(username="sam", password="pw-sam", is_staff=True)
-    Membership.objects.create(team=team, user=user)
+    join(team, user)
     return user
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from generations.models import AuditEntry, Flag, Image, Membership, Task
 from generations.services import moderation
 from tests.library_data import add_task
+from tests.support.teams import join
 
 HX = {"HX-Request": "true"}
 FLAGGED = escape("Flagged — the team's owners will review it.")  # as the page writes it
@@ -27,7 +28,7 @@ FLAGGED = escape("Flagged — the team's owners will review it.")  # as the page
 def olivia(team, django_user_model):
     """The team's owner."""
     user = django_user_model.objects.create_user(username="olivia", password="pw-olivia")
-    Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
+    join(team, user, role=Membership.Role.OWNER)
     return user
 
 
@@ -286,7 +287,7 @@ def test_another_teams_owner_gets_404_for_our_items(client, charlie, alice, grid
 
 def test_staff_count_as_owners(client, django_user_model, team, grid, alice):
     staff = django_user_model.objects.create_user(username="sam", password="pw", is_staff=True)
-    Membership.objects.create(team=team, user=staff)
+    join(team, staff)
     flag(alice, task=grid)
     client.force_login(staff)
     assert f"task:{grid.pk}" in client.get(reverse("generations:moderation")).content.decode()
@@ -435,7 +436,7 @@ def test_the_pulse_redraws_a_card_without_its_hidden_image(alice_client, olivia,
 
 def test_staff_keep_hidden_cards_and_images_marked(client, django_user_model, team, olivia, grid):
     staff = django_user_model.objects.create_user(username="sam", password="pw", is_staff=True)
-    Membership.objects.create(team=team, user=staff)
+    join(team, staff)
     client.force_login(staff)
     since = timezone.now()
     moderation.items_hide(actor=olivia, items=Image.objects.filter(pk=image_of(grid, 2).pk), reason="gore")
@@ -481,7 +482,7 @@ def test_the_hidden_tab_shows_owners_no_hidden_picture_and_staff_do_see_it(owner
     assert f'value="image:{image.pk}"' in html and f"/images/{image.pk}/thumb/" not in html
     assert '<span class="mod-item__blank">Hidden</span>' in html
     staff = type(olivia).objects.create_user(username="sam", password="pw", is_staff=True)
-    Membership.objects.create(team=team, user=staff)
+    join(team, staff)
     client.force_login(staff)
     assert f"/images/{image.pk}/thumb/" in client.get("/moderation/?show=hidden").content.decode()
 
@@ -501,9 +502,9 @@ WHO = ("member", "owner", "staff", "other_member", "other_owner", "anonymous")
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_permission_matrix(client, django_user_model, team, alice, olivia, charlie, grid, name):
     other_owner = django_user_model.objects.create_user(username="otto", password="pw")
-    Membership.objects.create(team=charlie.memberships.first().team, user=other_owner, role=Membership.Role.OWNER)
+    join(charlie.memberships.first().team, other_owner, role=Membership.Role.OWNER)
     staff = django_user_model.objects.create_user(username="sam", password="pw", is_staff=True)
-    Membership.objects.create(team=team, user=staff)
+    join(team, staff)
     users = {"member": alice, "owner": olivia, "staff": staff, "other_member": charlie, "other_owner": other_owner}
     image = image_of(grid)
     requests = {

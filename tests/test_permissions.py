@@ -52,6 +52,7 @@ from generations.models import (
     WebhookDelivery,
 )
 from generations.services import blocklist, members, moderation, queue, teams, usage
+from tests.support.teams import join
 
 ACTORS = ("member", "owner", "staff", "other", "anonymous")
 SECRET = "whsec_matrix-2718"
@@ -94,10 +95,10 @@ def world(settings, monkeypatch, make_task, team, alice, bob, charlie, django_us
     cache.set(usage.ACCOUNT_CACHE_KEY, usage.AccountCredits(credits=1000, checked_at=timezone.now()), 600)
 
     owner = django_user_model.objects.create_user("olivia", password="pw-olivia")
-    Membership.objects.create(team=team, user=owner, role=Membership.Role.OWNER)
+    join(team, owner, role=Membership.Role.OWNER)
     staff = django_user_model.objects.create_user("sam", password="pw-sam", is_staff=True)
     staff.user_permissions.set(Permission.objects.all())  # staff with permissions, not a superuser
-    Membership.objects.create(team=team, user=staff)
+    join(team, staff)
     Membership.objects.filter(user=charlie).update(role=Membership.Role.OWNER)  # team B's owner, working in B
     dora = django_user_model.objects.create_user("dora", password="pw-dora")  # in no team yet
     for user in (alice, owner, staff, charlie):  # made on a first request otherwise: a GET would write

@@ -18,6 +18,7 @@ from generations.library import queries
 from generations.models import AuditEntry, Image, Membership, Task
 from generations.services.review import ReviewRefused, image_review_set
 from tests.library_data import add_task, image_tile, tile_ids
+from tests.support.teams import join
 
 HTMX = {"HX-Request": "true"}
 LIBRARY = "/library/"
@@ -27,7 +28,7 @@ LIBRARY = "/library/"
 def olivia(team):
     """alice and bob's team's owner."""
     user = get_user_model().objects.create_user(username="olivia", password="pw-olivia")
-    Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
+    join(team, user, role=Membership.Role.OWNER)
     return user
 
 
@@ -35,7 +36,7 @@ def olivia(team):
 def sam(team):
     """Staff, a plain member of the team: staff count as owners."""
     user = get_user_model().objects.create_user(username="sam", password="pw-sam", is_staff=True)
-    Membership.objects.create(team=team, user=user)
+    join(team, user)
     return user
 
 

@@ -31,8 +31,9 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from generations.models import Image, Membership, Task, Team
+from generations.models import Image, Task, Team
 from generations.services import housekeeping, mirroring
+from tests.support.teams import join
 
 ACCESS_KEY, SECRET_KEY, REGION = "studio-test-key", "studio-test-secret", "eu-west-1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,9 +302,7 @@ def test_the_studio_shows_a_grid_from_the_bucket_and_a_second_visit_fetches_no_i
 
     settings.APIFRAME_WEBHOOK_URL = f"{live_server.url}/webhooks/apiframe/"  # the sandbox reports back
     team = Team.objects.create(name="Moonlight Agency")
-    Membership.objects.create(
-        team=team, user=django_user_model.objects.create_user("alice", password="a-long-test-password")
-    )
+    join(team, django_user_model.objects.create_user("alice", password="a-long-test-password"))
     # As settings.py allows a bucket's origin (AWS_S3_ENDPOINT_URL here) to show images under the strict CSP.
     settings.SECURE_CSP = {**settings.SECURE_CSP, "img-src": [*settings.SECURE_CSP["img-src"], s3_server.endpoint]}
     errors = watch_errors(page, [])

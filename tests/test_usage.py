@@ -20,6 +20,7 @@ from django.utils import timezone
 from generations import charts
 from generations.models import Membership, Prompt, Task
 from generations.services import usage
+from tests.support.teams import join
 
 SVG = "{http://www.w3.org/2000/svg}"
 PLOT_HEIGHT = charts.HEIGHT - charts.TOP - charts.BOTTOM
@@ -228,7 +229,7 @@ def test_it_shows_the_ten_most_expensive_lineages_only(alice):
 
 def test_it_lists_every_member_and_those_who_left_since(alice, bob, team, django_user_model):
     dave = django_user_model.objects.create_user(username="dave", password="pw")
-    Membership.objects.create(team=team, user=dave)
+    join(team, dave)
     _task(dave, at=timezone.now() - timedelta(days=3))
     Membership.objects.filter(user=dave).delete()
 
@@ -509,7 +510,7 @@ def test_it_makes_the_same_number_of_queries_however_many_tasks(alice_client, al
     small = _queries(alice_client)
 
     carol = django_user_model.objects.create_user(username="carol", password="pw")
-    Membership.objects.create(team=team, user=carol)
+    join(team, carol)
     _seed([alice, bob, carol], lineages=40, children=3)
     large = _queries(alice_client)
 
@@ -616,7 +617,7 @@ def test_the_page_fits_a_desktop_and_a_phone(live_server, studio_upstream, chrom
     users = []
     for username in ("alice", "bob", "carol", "dan"):
         user = get_user_model().objects.create_user(username, password="a-long-test-password")
-        Membership.objects.create(team=team, user=user)
+        join(team, user)
         users.append(user)
     _a_busy_month(users, random.Random(3))
     context = chromium.new_context(viewport={"width": width, "height": 900})
