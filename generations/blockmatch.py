@@ -15,6 +15,7 @@ character of prompt about what its automaton weighs (`pattern_size`), which is w
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -90,8 +91,12 @@ def term_problem(text: str, *, is_regex: bool) -> str | None:
 
 
 def term_key(text: str, *, is_regex: bool) -> str:
-    """What makes two terms the same one: "Cà Phê" and "ca  phe" are."""
-    return f"re:{text.strip()}" if is_regex else "w:" + " ".join(words_of(text))
+    """What makes two terms the same one: "Cà Phê" and "ca  phe" are. A key too long for its column (a word term
+    saved before folded length counted: NFKC writes "ﷺ" out in 18 letters) is its digest, still one per term."""
+    key = f"re:{text.strip()}" if is_regex else "w:" + " ".join(words_of(text))
+    if len(key) > TERM_KEY_MAX_LENGTH:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class Matcher:
         taken: Counter[str] = Counter()
         weighed: Counter[str] = Counter()
         for term in terms:
+            if taken[term.scope] >= max_terms:  # before compiling: a list saved past its cap costs no more
+                self.skipped[term.scope] += 1
+                continue
             if term.is_regex:
                 try:
                     compiled: re2._Regexp | list[str] = regex_compile(term.text)
@@ -129,7 +137,7 @@ class Matcher:
             elif not (compiled := words_of(term.text)):
                 continue
             weight = compiled.programsize if isinstance(compiled, re2._Regexp) else 0
-            if taken[term.scope] >= max_terms or weighed[term.scope] + weight > max_weight:
+            if weighed[term.scope] + weight > max_weight:
                 self.skipped[term.scope] += 1
                 continue
             taken[term.scope] += 1

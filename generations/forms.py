@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils.text import Truncator
 
-from generations import actions
+from generations import actions, params
 from generations.models import Collection, Flag, Membership, Prompt, Task, Team
 from generations.services.collections import collection_name_clean
 
@@ -168,6 +168,18 @@ class ModerationActForm(forms.Form):
         },
     )
     reason = forms.CharField(required=False, strip=False)
+
+
+class TeamSwitchForm(forms.Form):
+    """The header's team menu: which of the user's teams to work in, by id."""
+
+    team = forms.CharField(strip=False)
+
+    def clean_team(self) -> int:
+        # ASCII digits only, within the database's range: IntegerField would take " 1" and "٣" (Arabic three).
+        if (team_id := params.positive_int(self.cleaned_data["team"])) is None:
+            raise forms.ValidationError("Choose one of your teams.")
+        return team_id
 
 
 # --- The team settings page: every POST through one of these, so that what no database can store (NUL) is

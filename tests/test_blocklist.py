@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from importlib import import_module
+from types import SimpleNamespace
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -593,3 +595,24 @@ def test_a_refusals_audit_row_keeps_an_excerpt_not_the_whole_prompt(alice_client
     details = AuditEntry.objects.get(act=AuditEntry.Act.PROMPT_BLOCKED).details
     assert details["excerpt"] == prompt[:199] + "…" and details["length"] == 4000
     assert "prompt" not in details and details["term"] == "ca phe"
+
+
+def test_the_key_migration_keeps_one_row_per_term_and_fits_every_key(owner, team):
+    """0018 fills the keys of rows saved before them: a term listed twice (adds that raced) keeps its first row,
+    and a word term that NFKC writes out past the column (saved when only its raw length counted) gets a digest."""
+    from django.apps import apps
+
+    fill_keys = import_module("generations.migrations.0018_blocklist_term_key_audit_actor_index").fill_keys
+    saved_before = [("Cà Phê", team), ("ca  phe", team), ("ﷺ" * 12, team), ("ca phe", None)]
+    first, _, long_one, site = BlockedTerm.objects.bulk_create(  # as rows were, with no key (save() sets one)
+        BlockedTerm(team=list_team, text=text, key=f"before-{n}", created_by=owner)
+        for n, (text, list_team) in enumerate(saved_before)
+    )
+    fill_keys(apps, SimpleNamespace(connection=connection))
+    rows = dict(BlockedTerm.objects.values_list("pk", "key"))
+    assert set(rows) == {first.pk, long_one.pk, site.pk}  # the same term on another list is another row
+    assert rows[first.pk] == rows[site.pk] == "w:ca phe"
+    assert (
+        rows[long_one.pk].startswith("sha256:")
+        and len(rows[long_one.pk]) <= BlockedTerm._meta.get_field("key").max_length
+    )

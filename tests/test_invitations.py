@@ -5,6 +5,7 @@ demoting each other at once get one change and one clear refusal, never a deadlo
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 from datetime import timedelta
@@ -174,6 +175,42 @@ def test_the_header_counts_invitations_in_one_query_on_every_page(invitation, do
 
 
 # --- Leaving, and the personal team -------------------------------------------------------------------------------
+
+
+def test_leaving_a_team_one_does_not_work_in_keeps_one_where_one_is(alice, bob, team):
+    other = Team.objects.create(name="Night Shift")
+    Membership.objects.create(team=other, user=bob)
+    client = _as(bob)
+    client.get("/")
+    assert client.post(f"/teams/{other.pk}/leave/").status_code == 302
+    assert not _joined(bob, other) and client.session["team_id"] == team.pk
+    page = client.get("/teams/").content.decode()
+    assert "You left Night Shift." in page and "working in your own team" not in page
+
+
+def test_a_personal_team_keeps_its_person_as_its_owner(owner, bob):
+    personal = teams.personal_team_ensure(user=bob)
+    Membership.objects.create(team=personal, user=owner, role="owner")  # bob made alice an owner there
+    theirs = Membership.objects.get(team=personal, user=bob)
+    with pytest.raises(members.MembershipError, match=r"This is bob's personal team: they stay its owner\."):
+        members.member_role_change(actor=owner, membership=theirs, role="member")
+    assert Membership.objects.get(pk=theirs.pk).role == "owner"
+
+
+def test_an_invitation_goes_to_the_account_of_that_exact_name_first(owner, team, dora, django_user_model):
+    capital = django_user_model.objects.create_user("Dora", password="pw-Dora")
+    assert members.invitation_create(actor=owner, team=team, username="Dora", role="member").user == capital
+    other = Team.objects.create(name="Night Shift")
+    Membership.objects.create(team=other, user=owner, role="owner")
+    assert members.invitation_create(actor=owner, team=other, username="dora", role="member").user == dora
+
+
+def test_an_invitation_from_an_owner_no_more_cannot_be_accepted(invitation, owner, dora, team):
+    Membership.objects.filter(user=owner, team=team).update(role="member")
+    response = _as(dora).post(f"/invitations/{invitation.pk}/accept/")
+    assert response.status_code == 409 and members.NO_LONGER_OPEN in html.unescape(response.content.decode())
+    assert not _joined(dora, team)
+    assert Invitation.objects.get(pk=invitation.pk).state == Invitation.State.WITHDRAWN
 
 
 def test_a_member_leaves_a_team_and_works_in_their_own_after(alice, bob, team):

@@ -253,7 +253,11 @@ def test_the_thumbnail_url_stays_the_same_between_pulses(alice_client, bucket, s
     assert first.status_code == second.status_code == 302
     assert first["Location"] == second["Location"]
     assert f"/{bucket}/thumbs/" in first["Location"]
-    assert requests.get(first["Location"], timeout=10).content == b"RIFF-thumb"
+    fetched = requests.get(first["Location"], timeout=10)
+    assert fetched.content == b"RIFF-thumb"
+    # Shown inline, and named as its download is: never by its stored (unguessable) name.
+    name = f"a-quiet-harbour-{stored_image.task_id}-1.webp"
+    assert fetched.headers["Content-Disposition"] == f'inline; filename="{name}"'
 
 
 def test_a_download_keeps_its_file_name(alice_client, bucket, stored_image):

@@ -33,17 +33,19 @@ def in_bucket() -> bool:
     return s3 is not None and issubclass(backend, s3.S3Storage)
 
 
-def signed_url(name: str, *, download_as: str | None = None) -> tuple[str, int]:
+def signed_url(name: str, *, filename: str, as_attachment: bool = False) -> tuple[str, int]:
     """A signed GET URL for a stored object and how long a browser may reuse it (call only after the team and
-    hidden checks). The same URL is handed out for half its lifetime, so a page redrawn every pulse points at one
-    URL the browser has cached, instead of a new one per request; it stays valid for the other half at least."""
+    hidden checks). The bucket answers it under `filename`, shown inline or as a download: never under the stored
+    name. The same URL is handed out for half its lifetime, so a page redrawn every pulse points at one URL the
+    browser has cached, instead of a new one per request; it stays valid for the other half at least."""
     lifetime = int(default_storage.querystring_expire)
-    key = f"media-url:{name}:{download_as or ''}"
+    key = f"media-url:{name}:{filename}:{as_attachment}"
     now = time.time()
     if (hit := cache.get(key)) is None:
-        parameters = {"ResponseCacheControl": f"private, max-age={lifetime}"}  # the file never changes
-        if download_as:
-            parameters["ResponseContentDisposition"] = content_disposition_header(True, download_as)
+        parameters = {
+            "ResponseCacheControl": f"private, max-age={lifetime}",  # the file never changes
+            "ResponseContentDisposition": content_disposition_header(as_attachment, filename),
+        }
         hit = (default_storage.url(name, parameters=parameters, expire=lifetime), now + lifetime)
         cache.set(key, hit, timeout=lifetime // 2)
     url, expires_at = hit

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from generations.models import AuditEntry, Invitation, Membership, Team
+from generations.services import teams
 from generations.services.audit import audit_record
 
 
@@ -58,6 +59,8 @@ def member_role_change(*, actor: AbstractBaseUser, membership: Membership, role:
         membership = _locked(membership)
         if membership.role == role:
             return membership
+        if role != Membership.Role.OWNER and membership.team.personal_for_id == membership.user_id:
+            raise MembershipError(f"This is {membership.user.get_username()}'s personal team: they stay its owner.")
         if role != Membership.Role.OWNER and not _other_owners(membership):
             raise MembershipError(LAST_OWNER)
         before = membership.role
@@ -105,8 +108,10 @@ def invitation_create(*, actor: AbstractBaseUser, team: Team, username: str, rol
     key = username.casefold()
     if Membership.objects.filter(team=team, user__username__iexact=username).exists():
         raise MembershipError(f"{username} is already in {team.name}.")
-    # The same query for every name, found or not, and nothing of its answer reaches the owner.
-    user = get_user_model().objects.filter(username__iexact=username, is_active=True).order_by("pk").first()
+    # The same query for every name, found or not, and nothing of its answer reaches the owner. Usernames are
+    # case-sensitive: "dora" goes to dora where both dora and Dora have accounts, to Dora where only she has.
+    found = get_user_model().objects.filter(username__iexact=username, is_active=True).order_by("pk")[:10]
+    user = min(found, key=lambda candidate: candidate.get_username() != username, default=None)
     now = timezone.now()
     fields = {
         "username": username,
@@ -144,6 +149,11 @@ def invitation_withdraw(*, actor: AbstractBaseUser, invitation: Invitation) -> N
 def invitation_accept(*, user: AbstractBaseUser, invitation: Invitation) -> Membership:
     """The invitee (the caller checks it is theirs) says yes: a member of the team with the role offered, or the
     role they have if staff put them in meanwhile."""
+    inviter = invitation.invited_by
+    if inviter is None or not teams.is_team_owner(user=inviter, team=invitation.team):
+        # Offered by someone who may no longer offer it (demoted, gone): it ends here, unanswered.
+        _answer(invitation, Invitation.State.WITHDRAWN)
+        raise MembershipError(NO_LONGER_OPEN)
     with transaction.atomic():
         if not _answer(invitation, Invitation.State.ACCEPTED):
             raise MembershipError(NO_LONGER_OPEN)

@@ -69,5 +69,6 @@ def demo_logins_ensure() -> None:
             user.set_password(DEMO_PASSWORD)
             user.save()
         role = Membership.Role.OWNER if username == DEMO_USERS[0] else Membership.Role.MEMBER
-        # Chosen for them on purpose: `make run`'s demo logins start in the demo studio.
-        Membership.objects.get_or_create(team=team, user=user, defaults={"role": role, "chosen_at": timezone.now()})
+        membership, _ = Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+        if membership.chosen_at is None:  # chosen for them on purpose: `make run`'s demo logins start there
+            Membership.objects.filter(pk=membership.pk).update(chosen_at=timezone.now())

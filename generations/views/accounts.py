@@ -13,16 +13,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from generations import params
+from generations.forms import TeamSwitchForm
 from generations.services import limits, teams
 
 
 @require_POST
 def team_switch(request: HttpRequest) -> HttpResponse:
-    team_id = params.positive_int(request.POST.get("team"))
-    if team_id is None:
-        raise Http404("No such team.")
-    team = teams.team_choose(user=request.user, team_id=team_id)
+    form = TeamSwitchForm(request.POST)
+    team = teams.team_choose(user=request.user, team_id=form.cleaned_data["team"]) if form.is_valid() else None
     if team is None:
         raise Http404("No such team.")
     request.session["team_id"] = team.pk

@@ -35,7 +35,7 @@ def my_teams(request: HttpRequest) -> HttpResponse:
 
 
 def _get_invitation(request: HttpRequest, pk: int) -> Invitation:
-    return get_object_or_404(Invitation.objects.select_related("team"), pk=pk, user=request.user)
+    return get_object_or_404(Invitation.objects.select_related("team", "invited_by"), pk=pk, user=request.user)
 
 
 @require_POST
@@ -65,10 +65,14 @@ def invitation_decline(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def team_leave(request: HttpRequest, pk: int) -> HttpResponse:
     team = get_object_or_404(Team, pk=pk, memberships__user=request.user)
+    working_there = request.team.pk == team.pk  # read before leaving: the session's team is settled lazily
     try:
         members.member_leave(user=request.user, team=team)
     except members.MembershipError as exc:
         return _page(request, status=422, error=str(exc))
+    if not working_there:  # they stay in the team they work in
+        messages.success(request, f"You left {team.name}.")
+        return redirect("generations:my_teams")
     request.session["team_id"] = teams.personal_team_ensure(user=request.user).pk
     messages.success(request, f"You left {team.name}. You are working in your own team now.")
     return redirect("generations:my_teams")

@@ -184,7 +184,7 @@ def image_file(request: HttpRequest, pk: int, variant: str) -> HttpResponse:
     )
     as_attachment = request.GET.get("download") == "1"
     if media.in_bucket():
-        url, fresh_for = media.signed_url(field.name, download_as=name if as_attachment else None)
+        url, fresh_for = media.signed_url(field.name, filename=name, as_attachment=as_attachment)
         response = HttpResponseRedirect(url)
         # The browser keeps the redirect while its URL stays valid: a page redrawn every pulse costs no request.
         response["Cache-Control"] = f"private, max-age={fresh_for}"
