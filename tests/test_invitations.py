@@ -205,12 +205,22 @@ def test_an_invitation_goes_to_the_account_of_that_exact_name_first(owner, team,
     assert members.invitation_create(actor=owner, team=other, username="dora", role="member").user == dora
 
 
-def test_an_invitation_from_an_owner_no_more_cannot_be_accepted(invitation, owner, dora, team):
-    Membership.objects.filter(user=owner, team=team).update(role="member")
+def test_an_owners_open_invitations_are_withdrawn_when_they_are_one_no_more(invitation, owner, bob, dora, team):
+    Membership.objects.filter(user=bob, team=team).update(role="owner")
+    members.member_role_change(actor=bob, membership=Membership.objects.get(user=owner, team=team), role="member")
+    assert Invitation.objects.get(pk=invitation.pk).state == Invitation.State.WITHDRAWN
+    entry = AuditEntry.objects.get(act="invite_withdraw")
+    assert (entry.actor, entry.target_id, entry.details["user"]) == (bob, invitation.pk, "dora")
+    response = _as(dora).post(f"/invitations/{invitation.pk}/accept/")
+    assert response.status_code == 409 and not _joined(dora, team)
+
+
+def test_an_invitation_whose_inviter_lost_ownership_elsewhere_cannot_be_accepted(invitation, owner, dora, team):
+    Membership.objects.filter(user=owner, team=team).update(role="member")  # as the admin's formset does
+    before = sorted(Invitation.objects.values_list("pk", "state"))
     response = _as(dora).post(f"/invitations/{invitation.pk}/accept/")
     assert response.status_code == 409 and members.NO_LONGER_OPEN in html.unescape(response.content.decode())
-    assert not _joined(dora, team)
-    assert Invitation.objects.get(pk=invitation.pk).state == Invitation.State.WITHDRAWN
+    assert not _joined(dora, team) and sorted(Invitation.objects.values_list("pk", "state")) == before
 
 
 def test_a_member_leaves_a_team_and_works_in_their_own_after(alice, bob, team):

@@ -67,6 +67,8 @@ def member_role_change(*, actor: AbstractBaseUser, membership: Membership, role:
         Membership.objects.filter(pk=membership.pk).update(role=role)
         membership.role = role
         membership_audit(actor=actor, act=AuditEntry.Act.ROLE_CHANGE, membership=membership, before=before, after=role)
+        if before == Membership.Role.OWNER:
+            _withdraw_offers(actor=actor, membership=membership)
     return membership
 
 
@@ -92,7 +94,25 @@ def _leave(*, actor: AbstractBaseUser, membership: Membership, act: str) -> None
         if membership.role == Membership.Role.OWNER and not _other_owners(membership):
             raise MembershipError(LAST_OWNER)
         membership_audit(actor=actor, act=act, membership=membership, role=membership.role)
+        if membership.role == Membership.Role.OWNER:
+            _withdraw_offers(actor=actor, membership=membership)
         membership.delete()
+
+
+def _withdraw_offers(*, actor: AbstractBaseUser, membership: Membership) -> None:
+    """An owner no more (demoted, removed, left): the invitations they made and nobody answered are withdrawn, as
+    they may no longer offer a place. Inside the caller's transaction, each audited."""
+    offers = Invitation.objects.open().filter(team_id=membership.team_id, invited_by_id=membership.user_id)
+    for invitation in offers.select_for_update():
+        if _answer(invitation, Invitation.State.WITHDRAWN):
+            audit_record(
+                actor=actor,
+                act=AuditEntry.Act.INVITE_WITHDRAW,
+                team=invitation.team_id,
+                target=invitation,
+                user=invitation.username,
+                because="the owner who made it is one no more",
+            )
 
 
 # --- Invitations: nobody joins a team without saying yes --------------------------------------------------------
@@ -151,8 +171,8 @@ def invitation_accept(*, user: AbstractBaseUser, invitation: Invitation) -> Memb
     role they have if staff put them in meanwhile."""
     inviter = invitation.invited_by
     if inviter is None or not teams.is_team_owner(user=inviter, team=invitation.team):
-        # Offered by someone who may no longer offer it (demoted, gone): it ends here, unanswered.
-        _answer(invitation, Invitation.State.WITHDRAWN)
+        # Offered by someone who may no longer offer it. The site withdraws an owner's offers when they stop being
+        # one (_withdraw_offers); this catches the rest (an account deleted, a role changed in the admin).
         raise MembershipError(NO_LONGER_OPEN)
     with transaction.atomic():
         if not _answer(invitation, Invitation.State.ACCEPTED):
