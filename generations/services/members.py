@@ -105,14 +105,18 @@ def _withdraw_offers(*, actor: AbstractBaseUser, membership: Membership) -> None
     offers = Invitation.objects.open().filter(team_id=membership.team_id, invited_by_id=membership.user_id)
     for invitation in offers.select_for_update():
         if _answer(invitation, Invitation.State.WITHDRAWN):
-            audit_record(
-                actor=actor,
-                act=AuditEntry.Act.INVITE_WITHDRAW,
-                team=invitation.team_id,
-                target=invitation,
-                user=invitation.username,
-                because="the owner who made it is one no more",
-            )
+            _withdrawal_audit(actor=actor, invitation=invitation, because="the owner who made it is one no more")
+
+
+def _withdrawal_audit(*, actor: AbstractBaseUser, invitation: Invitation, **details: object) -> None:
+    audit_record(
+        actor=actor,
+        act=AuditEntry.Act.INVITE_WITHDRAW,
+        team=invitation.team_id,
+        target=invitation,
+        user=invitation.username,
+        **details,
+    )
 
 
 # --- Invitations: nobody joins a team without saying yes --------------------------------------------------------
@@ -157,13 +161,7 @@ def invitation_withdraw(*, actor: AbstractBaseUser, invitation: Invitation) -> N
     with transaction.atomic():
         if not _answer(invitation, Invitation.State.WITHDRAWN):
             raise MembershipError(f"The invitation to {invitation.username} was answered or has lapsed already.")
-        audit_record(
-            actor=actor,
-            act=AuditEntry.Act.INVITE_WITHDRAW,
-            team=invitation.team_id,
-            target=invitation,
-            user=invitation.username,
-        )
+        _withdrawal_audit(actor=actor, invitation=invitation)
 
 
 def invitation_accept(*, user: AbstractBaseUser, invitation: Invitation) -> Membership:
